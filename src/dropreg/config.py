@@ -168,6 +168,7 @@ class OptimConfig:
 
 @dataclass
 class TrainerConfig:
+    name: str = "default"
     accelerator: str = _spec("auto", lambda v: v in ("auto", "cpu", "gpu", "cuda", "mps"),
                              "one of auto, cpu, gpu, cuda, mps")
     eval_every: int = positive(500)  # updates between evaluations (metrics.csv row + last.ckpt)

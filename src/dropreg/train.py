@@ -12,6 +12,7 @@ import json
 import logging
 import platform
 import sys
+import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Optional
@@ -62,6 +63,7 @@ def versions() -> dict[str, str]:
 
 
 def _quiet_lightning() -> None:
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning 2.6 on torch 2.13
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
 

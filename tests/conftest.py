@@ -1,0 +1,37 @@
+"""Shared fixtures: one prepared mnist5k per test session, and a helper to compose run configs."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+
+from dropreg.config import compose
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+# a fast, well-conditioned run: the Udacity net with N(0, 1/fan_in) init on mnist5k
+FAST = ["model=udacity_mlp", "model.init=lecun_normal", "optim=demo", "trainer=cpu"]
+
+warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    from dropreg.data.embedded import prepare_mnist5k
+
+    d = tmp_path_factory.mktemp("prepared")
+    prepare_mnist5k(d)
+    return d
+
+
+@pytest.fixture
+def make_cfg(data_dir):
+    """compose(overrides) with the session's prepared data."""
+
+    def make(*overrides: str):
+        return compose([f"dataset.data_dir={data_dir}", *overrides])
+
+    return make

@@ -1,0 +1,121 @@
+"""End-to-end training runs on the embedded mnist5k, on CPU, in-process (Lightning imports once)."""
+
+from __future__ import annotations
+
+import filecmp
+import json
+
+import pandas as pd
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from conftest import FAST
+from dropreg.train import RunDirConflict, cli, train
+
+
+class Interrupted(Exception):
+    pass
+
+
+class InterruptAfter(pl.Callback):
+    """Simulates a killed job: raises after k evaluations (their checkpoints are already written)."""
+
+    def __init__(self, k: int) -> None:
+        self.k, self.seen = k, 0
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        self.seen += 1
+        if self.seen == self.k:
+            raise Interrupted
+
+
+def test_udacity_mlp_learns_mnist5k(make_cfg, tmp_path):
+    summary = train(make_cfg(*FAST, "optim.max_updates=600", "trainer.eval_every=200"), tmp_path)
+    assert summary["status"] == "completed" and summary["updates"] == 600
+    assert summary["test_error"] < 12.0
+    assert summary["best_val_error"] < 15.0
+    assert summary["config"]["model"]["name"] == "udacity_mlp"
+    assert {"torch", "pytorch-lightning", "python"} <= set(summary["versions"])
+    assert summary["device"].startswith("cpu")
+    metrics = pd.read_csv(tmp_path / "metrics.csv")
+    assert metrics["update"].tolist() == [200, 400, 600]
+    assert {"train/loss", "train/error", "val/error", "test/error", "lr", "momentum"} <= set(metrics)
+    assert metrics["test/error"].iloc[-1] == summary["test_error"]
+    assert (tmp_path / "config.yaml").is_file() and (tmp_path / "last.ckpt").is_file()
+    ckpt = torch.load(tmp_path / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["hyper_parameters"]["config"] == summary["config"]
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_final_evaluation_when_budget_is_not_a_multiple_of_the_interval(make_cfg, tmp_path):
+    summary = train(make_cfg(*FAST, "optim.max_updates=250", "trainer.eval_every=100"), tmp_path)
+    assert pd.read_csv(tmp_path / "metrics.csv")["update"].tolist() == [100, 200, 250]
+    assert summary["updates"] == 250
+
+
+def test_penalties_are_logged_separately_and_max_norm_holds(make_cfg, tmp_path):
+    summary = train(make_cfg(*FAST, "regularizer=dropout_max_norm", "regularizer.max_norm.radius=1.0",
+                             "regularizer.l2.weight=1e-4", "regularizer.l1.weight=1e-5",
+                             "optim.max_updates=200", "trainer.eval_every=100"), tmp_path)
+    metrics = pd.read_csv(tmp_path / "metrics.csv")
+    assert (metrics["train/penalty_l2"] > 0).all() and (metrics["train/penalty_l1"] > 0).all()
+    state = torch.load(tmp_path / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    norms = state["model.hidden_layers.0.weight"].norm(dim=1)
+    assert float(norms.max()) <= 1.0 + 1e-5
+    assert summary["status"] == "completed"
+
+
+def test_late_l1_starts_late(make_cfg, tmp_path):
+    train(make_cfg(*FAST, "regularizer=l2_l1_late", "optim.max_updates=200", "trainer.eval_every=50"), tmp_path)
+    metrics = pd.read_csv(tmp_path / "metrics.csv")
+    assert metrics["train/penalty_l1"].isna().tolist() == [True, True, True, False]  # from update 150 on
+
+
+def test_divergence_is_recorded_and_exits_zero(data_dir, tmp_path, capsys):
+    code = cli([f"dataset.data_dir={data_dir}", *FAST, "optim.lr=1e6", "optim.max_updates=400",
+                "trainer.eval_every=100", f"hydra.run.dir={tmp_path}"])
+    assert code == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "diverged"
+    assert 0 <= summary["diverged_at_update"] < 100
+    assert summary["updates"] == 100  # stopped at the first evaluation after the blow-up
+    assert "diverged at update" in capsys.readouterr().out
+
+
+def test_same_seed_gives_identical_metrics_and_resume_matches(make_cfg, tmp_path):
+    overrides = [*FAST, "regularizer=dropout_max_norm", "optim.max_updates=500", "trainer.eval_every=100"]
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "interrupted"
+    train(make_cfg(*overrides), a)
+    train(make_cfg(*overrides), b)
+    assert filecmp.cmp(a / "metrics.csv", b / "metrics.csv", shallow=False)
+
+    with pytest.raises(Interrupted):
+        train(make_cfg(*overrides), c, callbacks=[InterruptAfter(2)])
+    assert pd.read_csv(c / "metrics.csv")["update"].tolist() == [100, 200]
+    assert not (c / "summary.json").exists()
+    resumed = train(make_cfg(*overrides), c)
+    assert filecmp.cmp(a / "metrics.csv", c / "metrics.csv", shallow=False)
+    assert resumed["test_error"] == json.loads((a / "summary.json").read_text())["test_error"]
+
+    other_seed = make_cfg(*overrides, "seed=1")
+    train(other_seed, tmp_path / "seed1")
+    assert not filecmp.cmp(a / "metrics.csv", tmp_path / "seed1" / "metrics.csv", shallow=False)
+
+
+def test_finished_run_is_not_redone_and_other_config_is_refused(make_cfg, tmp_path):
+    overrides = [*FAST, "optim.max_updates=100", "trainer.eval_every=100"]
+    first = train(make_cfg(*overrides), tmp_path)
+    mtime = (tmp_path / "summary.json").stat().st_mtime_ns
+    assert train(make_cfg(*overrides), tmp_path) == first
+    assert (tmp_path / "summary.json").stat().st_mtime_ns == mtime
+    with pytest.raises(RunDirConflict, match=r"regularizer\.name: 'none' there, 'l2' now"):
+        train(make_cfg(*overrides, "regularizer=l2"), tmp_path)
+
+
+def test_checkpoint_of_other_config_is_refused(make_cfg, tmp_path):
+    overrides = [*FAST, "optim.max_updates=200", "trainer.eval_every=100"]
+    with pytest.raises(Interrupted):
+        train(make_cfg(*overrides), tmp_path, callbacks=[InterruptAfter(1)])
+    with pytest.raises(RunDirConflict, match=r"last\.ckpt belongs to another config \(seed: 0 there, 3 now\)"):
+        train(make_cfg(*overrides, "seed=3"), tmp_path)
