@@ -35,3 +35,27 @@ def make_cfg(data_dir):
         return compose([f"dataset.data_dir={data_dir}", *overrides])
 
     return make
+
+
+@pytest.fixture
+def http_server():
+    """A real HTTP server on 127.0.0.1 that serves what the test scripts (see loopback_server.py)."""
+    from loopback_server import LoopbackServer
+
+    with LoopbackServer() as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch):
+    """Tests may talk to 127.0.0.1 only: any other host name fails at once, before a packet is sent."""
+    import socket
+
+    real = socket.getaddrinfo
+
+    def guarded(host, *args, **kwargs):
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            raise OSError(f"test network guard: {host} is not loopback")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", guarded)

@@ -119,3 +119,11 @@ def test_checkpoint_of_other_config_is_refused(make_cfg, tmp_path):
         train(make_cfg(*overrides), tmp_path, callbacks=[InterruptAfter(1)])
     with pytest.raises(RunDirConflict, match=r"last\.ckpt belongs to another config \(seed: 0 there, 3 now\)"):
         train(make_cfg(*overrides, "seed=3"), tmp_path)
+
+
+def test_unprepared_dataset_is_a_one_line_error(tmp_path, capsys):
+    code = cli(["dataset=mnist", f"dataset.data_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}"])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("dropreg.train: error: ") and "mnist.npz: not found" in err
+    assert "python -m dropreg.data prepare mnist" in err

@@ -267,3 +267,49 @@ def one_line(exc: BaseException) -> str:
             return f"{e.full_key}: {msg}"
     # Hydra appends its search path to a missing group option; the first part names the culprit.
     return " ".join(str(exc).split()).split(" Config search path:")[0]
+
+
+# ----------------------------------------------------------------------------- the data CLI (conf/data.yaml)
+@dataclass
+class DownloadConfig:
+    local_dir: Optional[str] = None  # pre-downloaded files: <local_dir>/<dataset>/<file> or <local_dir>/<file>
+    mirror: Optional[str] = None  # site mirror tried first: <mirror>/<dataset>/<file>
+    retries: int = non_negative(3)
+    backoff_s: float = non_negative(1.0)
+    timeout_s: float = positive(60.0)
+    progress: bool = True
+
+
+@dataclass
+class IdxSplitConfig:
+    val_size: int = non_negative(10_000)  # training images held out for validation
+    seed: int = non_negative(20140601)
+
+
+@dataclass
+class NotMNISTConfig:
+    train_size: int = positive(200_000)
+    val_size: int = positive(10_000)
+    test_size: int = positive(10_000)
+    seed: int = non_negative(133)
+
+
+@dataclass
+class DataConfig:
+    raw_dir: str = "data/raw"  # downloads: <raw_dir>/<dataset>/<file>
+    prepared_dir: str = "data/prepared"
+    download: DownloadConfig = field(default_factory=DownloadConfig)
+    mnist: IdxSplitConfig = field(default_factory=IdxSplitConfig)
+    fashion_mnist: IdxSplitConfig = field(default_factory=IdxSplitConfig)
+    notmnist: NotMNISTConfig = field(default_factory=NotMNISTConfig)
+
+
+def load_data_config(overrides: list[str]) -> DataConfig:
+    """Compose conf/data.yaml with overrides; validate ranges. Raises ConfigError / Hydra errors."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="data_schema", node=DataConfig)
+    cfg = compose(overrides, config_name="data")
+    obj = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(DataConfig), without_hydra(cfg)))
+    _check_node(obj, prefix="")
+    return obj

@@ -1,0 +1,78 @@
+"""`python -m dropreg.data download|prepare <dataset> [key=value ...]` (keys of conf/data.yaml).
+
+download: fetch and verify the raw files into <raw_dir>/<dataset>/.
+prepare:  download if needed (no request when the files are there and valid), then write
+          <prepared_dir>/<dataset>.npz and its manifest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .sources import RAW_FILES
+
+DATASETS = ("mnist", "fashion_mnist", "notmnist", "mnist5k")
+
+
+def download(dataset: str, cfg) -> list[Path]:
+    from .download import DownloadOptions, fetch
+
+    opts = DownloadOptions(**vars(cfg.download))
+    return [fetch(f, Path(cfg.raw_dir) / dataset, dataset, opts) for f in RAW_FILES.get(dataset, ())]
+
+
+def prepare(dataset: str, cfg) -> Path:
+    from .embedded import EMBEDDED
+
+    if dataset in EMBEDDED:
+        return EMBEDDED[dataset](cfg.prepared_dir)
+    download(dataset, cfg)
+    raw = Path(cfg.raw_dir) / dataset
+    if dataset == "notmnist":
+        from .notmnist import prepare_notmnist
+
+        n = cfg.notmnist
+        return prepare_notmnist(RAW_FILES[dataset], raw, cfg.prepared_dir, n.train_size, n.val_size,
+                                n.test_size, n.seed)
+    from .idx_datasets import prepare_idx_dataset
+
+    split = getattr(cfg, dataset)
+    return prepare_idx_dataset(dataset, RAW_FILES[dataset], raw, cfg.prepared_dir, split.val_size, split.seed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from ..config import ConfigError, load_data_config, one_line
+    from .download import DownloadError
+    from .idx import IdxError
+    from .prepared import PreparedDataError, load_prepared
+
+    parser = argparse.ArgumentParser(prog="python -m dropreg.data", description=__doc__.splitlines()[0])
+    parser.add_argument("action", choices=["download", "prepare"])
+    parser.add_argument("dataset", choices=DATASETS)
+    parser.add_argument("overrides", nargs="*", help="key=value overrides of conf/data.yaml")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_data_config(args.overrides)
+        if args.action == "download":
+            for path in download(args.dataset, cfg):
+                print(f"dropreg.data: {path}: verified")
+        else:
+            out = prepare(args.dataset, cfg)
+            counts = load_prepared(cfg.prepared_dir, args.dataset, verify=False).manifest["counts"]
+            print(f"dropreg.data: {out}: {counts}")
+    except (ConfigError, HydraException, OmegaConfBaseException) as exc:
+        print(f"dropreg.data: error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except (DownloadError, IdxError, PreparedDataError) as exc:
+        print(f"dropreg.data: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

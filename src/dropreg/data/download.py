@@ -1,0 +1,164 @@
+"""Fetch raw files from a list of mirrors, verify them, and write them atomically into data/raw/.
+
+Order of sources for each file: a local directory (pre-downloaded files), a site mirror, then the
+file's own mirrors. Transient failures (connection errors, timeouts, HTTP 5xx/429, a connection
+dropped halfway) are retried with exponential backoff; anything else moves on to the next source.
+Bytes are streamed to a temporary file and renamed only once verified, so a failed or interrupted
+download never leaves a file under its final name. A file already present and valid is not fetched.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import http.client
+import logging
+import shutil
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from .. import __version__
+from ..atomic import atomic_path
+from .prepared import md5sum
+
+log = logging.getLogger(__name__)
+_CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    name: str
+    urls: tuple[str, ...]
+    md5: Optional[str] = None  # of the file as published
+    # md5 of the gunzipped content: also accepts a recompressed copy of the same data (Debian's)
+    content_md5: Optional[str] = None
+    size: Optional[int] = None  # checked when no md5 is known
+
+
+@dataclass
+class DownloadOptions:
+    local_dir: Optional[str] = None  # look here first: <local_dir>/<dataset>/<name> or <local_dir>/<name>
+    mirror: Optional[str] = None  # a site mirror tried before the official ones: <mirror>/<dataset>/<name>
+    retries: int = 3  # extra attempts per URL after a transient failure
+    backoff_s: float = 1.0  # wait backoff_s * 2**attempt between attempts
+    timeout_s: float = 60.0
+    progress: bool = True
+
+
+class DownloadError(RuntimeError):
+    """No source delivered a valid copy of a file; the message lists every source and its reason."""
+
+
+class _Transient(Exception):
+    pass
+
+
+def verify(path: Path, f: RemoteFile) -> tuple[Optional[str], str]:
+    """(problem or None, how it was verified)."""
+    if f.md5:
+        actual = md5sum(path)
+        if actual == f.md5:
+            return None, "md5"
+        if f.content_md5 and f.name.endswith(".gz"):
+            try:
+                content = _gunzip_md5(path)
+            except (OSError, EOFError):
+                content = None
+            if content == f.content_md5:
+                return None, "md5 of the gunzipped content"
+        return f"md5 {actual}, expected {f.md5}", "md5"
+    if f.size is not None:
+        size = path.stat().st_size
+        return (None if size == f.size else f"size {size} bytes, expected {f.size}"), "size (no md5 published)"
+    return None, "none"
+
+
+def _gunzip_md5(path: Path) -> str:
+    h = hashlib.md5()
+    with gzip.open(path, "rb") as g:
+        while block := g.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _stream(url: str, dest: Path, opts: DownloadOptions, label: str) -> None:
+    request = urllib.request.Request(url, headers={"User-Agent": f"dropreg/{__version__}"})
+    try:
+        with urllib.request.urlopen(request, timeout=opts.timeout_s) as response, open(dest, "wb") as out:
+            total = response.headers.get("Content-Length")
+            total = int(total) if total is not None else None
+            from tqdm import tqdm
+
+            with tqdm(total=total, unit="B", unit_scale=True, desc=label, file=sys.stderr, leave=False,
+                      disable=None if opts.progress else True) as bar:
+                got = 0
+                while block := response.read(_CHUNK):
+                    out.write(block)
+                    got += len(block)
+                    bar.update(len(block))
+            if total is not None and got != total:
+                raise _Transient(f"connection closed after {got} of {total} bytes")
+    except urllib.error.HTTPError as exc:
+        if exc.code >= 500 or exc.code == 429:
+            raise _Transient(f"HTTP {exc.code}") from exc
+        raise DownloadError(f"HTTP {exc.code}") from exc
+    except (http.client.IncompleteRead, ConnectionError, socket.timeout, TimeoutError) as exc:
+        raise _Transient(f"{type(exc).__name__}: {exc}") from exc
+    except urllib.error.URLError as exc:
+        raise _Transient(f"{exc.reason}") from exc
+
+
+def _local_candidates(f: RemoteFile, dataset: str, opts: DownloadOptions) -> list[Path]:
+    if not opts.local_dir:
+        return []
+    base = Path(opts.local_dir)
+    return [p for p in (base / dataset / f.name, base / f.name) if p.is_file()]
+
+
+def fetch(f: RemoteFile, dest_dir: str | Path, dataset: str, opts: DownloadOptions | None = None) -> Path:
+    """Return `dest_dir/f.name`, verified, fetching it if needed. Raises DownloadError."""
+    opts = opts or DownloadOptions()
+    final = Path(dest_dir) / f.name
+    if final.is_file():
+        problem, _ = verify(final, f)
+        if problem is None:
+            return final
+        log.warning("%s: %s; fetching it again", final, problem)
+        print(f"dropreg.data: {final}: {problem}; fetching it again", file=sys.stderr)
+
+    failures: list[str] = []
+    for local in _local_candidates(f, dataset, opts):
+        problem, _ = verify(local, f)
+        if problem is None:
+            with atomic_path(final) as tmp:
+                shutil.copyfile(local, tmp)
+            return final
+        failures.append(f"{local} ({problem})")
+
+    urls = ([f"{opts.mirror.rstrip('/')}/{dataset}/{f.name}"] if opts.mirror else []) + list(f.urls)
+    for url in urls:
+        reason = "not tried"
+        for attempt in range(opts.retries + 1):
+            try:
+                with atomic_path(final) as tmp:
+                    _stream(url, tmp, opts, f.name)
+                    problem, _ = verify(tmp, f)
+                    if problem:
+                        raise DownloadError(problem)  # a bad copy: no retry, next mirror
+                return final
+            except _Transient as exc:
+                reason = str(exc)
+                if attempt < opts.retries:
+                    time.sleep(opts.backoff_s * 2 ** attempt)
+            except DownloadError as exc:
+                reason = str(exc)
+                break
+        failures.append(f"{url} ({reason})")
+    raise DownloadError(f"{f.name}: no source delivered a valid copy: " + "; ".join(failures)
+                        + (" [offline? `make demo` runs on the embedded mnist5k]" if failures else ""))

@@ -1,0 +1,119 @@
+"""The downloader against a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+
+import pytest
+
+from dropreg.data.download import DownloadError, DownloadOptions, RemoteFile, fetch
+
+PAYLOAD = bytes(range(256)) * 400
+MD5 = hashlib.md5(PAYLOAD).hexdigest()
+FAST = DownloadOptions(retries=2, backoff_s=0.0, timeout_s=5, progress=False)
+
+
+def remote(*urls: str, **kw) -> RemoteFile:
+    return RemoteFile("payload.bin", tuple(urls), md5=kw.pop("md5", MD5), **kw)
+
+
+def leftovers(d):
+    return sorted(p.name for p in d.iterdir()) if d.exists() else []
+
+
+def test_success(http_server, tmp_path):
+    url = http_server.serve("/a/payload.bin", ("file", PAYLOAD))
+    path = fetch(remote(url), tmp_path, "toy", FAST)
+    assert path == tmp_path / "payload.bin" and path.read_bytes() == PAYLOAD
+    assert leftovers(tmp_path) == ["payload.bin"]
+
+
+def test_first_mirror_failing_uses_second(http_server, tmp_path):
+    bad = http_server.serve("/bad/payload.bin", ("status", 404))
+    good = http_server.serve("/good/payload.bin", ("file", PAYLOAD))
+    fetch(remote(bad, good), tmp_path, "toy", FAST)
+    assert http_server.requests == ["/bad/payload.bin", "/good/payload.bin"]  # 404: no retry
+
+
+def test_transient_failures_are_retried(http_server, tmp_path):
+    url = http_server.serve("/p", ("status", 500), ("drop", PAYLOAD), ("file", PAYLOAD))
+    fetch(remote(url), tmp_path, "toy", FAST)
+    assert http_server.requests == ["/p"] * 3
+    assert (tmp_path / "payload.bin").read_bytes() == PAYLOAD
+
+
+def test_corrupted_bytes_name_file_and_both_sums(http_server, tmp_path):
+    url = http_server.serve("/p", ("corrupt", PAYLOAD))
+    with pytest.raises(DownloadError) as info:
+        fetch(remote(url), tmp_path, "toy", FAST)
+    message = str(info.value)
+    corrupt_md5 = hashlib.md5(_corrupted(PAYLOAD)).hexdigest()
+    assert message.startswith("payload.bin:") and MD5 in message and corrupt_md5 in message
+    assert "\n" not in message
+    assert leftovers(tmp_path) == []  # nothing under the final name, no temporary file
+
+
+def _corrupted(body: bytes) -> bytes:
+    body = bytearray(body)
+    for i in range(0, len(body), max(1, len(body) // 7)):
+        body[i] ^= 0xFF
+    return bytes(body)
+
+
+def test_all_mirrors_failing_lists_every_url(http_server, tmp_path):
+    urls = [http_server.serve("/x", ("status", 404)), http_server.serve("/y", ("status", 503)),
+            http_server.serve("/z", ("drop", PAYLOAD))]
+    with pytest.raises(DownloadError) as info:
+        fetch(remote(*urls), tmp_path, "toy", FAST)
+    message = str(info.value)
+    for url, reason in zip(urls, ["HTTP 404", "HTTP 503", "connection closed after"]):
+        assert f"{url} ({reason}" in message
+    assert http_server.requests.count("/y") == 3 and http_server.requests.count("/x") == 1
+    assert leftovers(tmp_path) == []
+
+
+def test_present_file_is_not_fetched_again(http_server, tmp_path):
+    (tmp_path / "payload.bin").write_bytes(PAYLOAD)
+    fetch(remote(http_server.serve("/p", ("file", PAYLOAD))), tmp_path, "toy", FAST)
+    assert http_server.requests == []
+
+
+def test_present_file_with_wrong_md5_is_reported_and_replaced(http_server, tmp_path, capsys):
+    (tmp_path / "payload.bin").write_bytes(b"stale")
+    fetch(remote(http_server.serve("/p", ("file", PAYLOAD))), tmp_path, "toy", FAST)
+    assert (tmp_path / "payload.bin").read_bytes() == PAYLOAD
+    assert "expected " + MD5 in capsys.readouterr().err
+
+
+def test_site_mirror_is_tried_first(http_server, tmp_path):
+    http_server.serve("/site/toy/payload.bin", ("file", PAYLOAD))
+    official = http_server.serve("/official/payload.bin", ("file", PAYLOAD))
+    opts = DownloadOptions(mirror=http_server.url("/site"), retries=0, progress=False)
+    fetch(remote(official), tmp_path, "toy", opts)
+    assert http_server.requests == ["/site/toy/payload.bin"]
+
+
+def test_local_directory_is_used_without_network(http_server, tmp_path):
+    local = tmp_path / "local"
+    (local / "toy").mkdir(parents=True)
+    (local / "toy" / "payload.bin").write_bytes(PAYLOAD)
+    opts = DownloadOptions(local_dir=str(local), retries=0, progress=False)
+    out = fetch(remote(http_server.serve("/p", ("file", PAYLOAD))), tmp_path / "raw", "toy", opts)
+    assert out.read_bytes() == PAYLOAD and http_server.requests == []
+
+
+def test_recompressed_local_copy_is_accepted_by_content_md5(tmp_path):
+    published = gzip.compress(PAYLOAD, mtime=1)
+    recompressed = gzip.compress(PAYLOAD, compresslevel=1, mtime=2)
+    (tmp_path / "local").mkdir()
+    (tmp_path / "local" / "payload.bin.gz").write_bytes(recompressed)
+    f = RemoteFile("payload.bin.gz", (), md5=hashlib.md5(published).hexdigest(), content_md5=MD5)
+    out = fetch(f, tmp_path / "raw", "toy", DownloadOptions(local_dir=str(tmp_path / "local"), progress=False))
+    assert gzip.decompress(out.read_bytes()) == PAYLOAD
+
+
+def test_size_is_checked_when_no_md5_is_known(http_server, tmp_path):
+    url = http_server.serve("/p", ("file", PAYLOAD[:-1]))
+    with pytest.raises(DownloadError, match=f"size {len(PAYLOAD) - 1} bytes, expected {len(PAYLOAD)}"):
+        fetch(RemoteFile("payload.bin", (url,), size=len(PAYLOAD)), tmp_path, "toy", FAST)
