@@ -117,3 +117,17 @@ def test_size_is_checked_when_no_md5_is_known(http_server, tmp_path):
     url = http_server.serve("/p", ("file", PAYLOAD[:-1]))
     with pytest.raises(DownloadError, match=f"size {len(PAYLOAD) - 1} bytes, expected {len(PAYLOAD)}"):
         fetch(RemoteFile("payload.bin", (url,), size=len(PAYLOAD)), tmp_path, "toy", FAST)
+
+
+def test_local_dir_and_mirror_come_from_environment(monkeypatch):
+    from dropreg.config import load_data_config
+
+    monkeypatch.delenv("DROPREG_LOCAL_DATA", raising=False)
+    monkeypatch.delenv("DROPREG_MIRROR", raising=False)
+    plain = load_data_config([])
+    assert plain.download.local_dir is None and plain.download.mirror is None
+    monkeypatch.setenv("DROPREG_LOCAL_DATA", "/srv/datasets")
+    monkeypatch.setenv("DROPREG_MIRROR", "http://127.0.0.1:9/mirror")
+    cfg = load_data_config([])
+    assert cfg.download.local_dir == "/srv/datasets" and cfg.download.mirror == "http://127.0.0.1:9/mirror"
+    assert load_data_config(["download.local_dir=/elsewhere"]).download.local_dir == "/elsewhere"
