@@ -45,6 +45,10 @@ class LoopbackServer:
                     return
                 self.wfile.write(body)
 
+            def do_CONNECT(self) -> None:  # noqa: N802 - as an HTTPS proxy: refuse, permanently
+                server.requests.append(self.path)
+                self.send_error(404)
+
             def log_message(self, *args) -> None:
                 pass
 

@@ -10,7 +10,9 @@ import pytest
 
 from dropreg.config import ConfigError, compose, conf_dir, one_line, validate
 
-GROUP_FILES = sorted((g.name, f.stem) for g in conf_dir().iterdir() if g.is_dir() for f in g.glob("*.yaml"))
+# every Hydra config group (conf/pipeline/ holds Snakemake presets, not a group of train.yaml)
+GROUP_FILES = sorted((g.name, f.stem) for g in conf_dir().iterdir() if g.is_dir() and g.name != "pipeline"
+                     for f in g.glob("*.yaml"))
 
 
 def test_every_group_has_files():

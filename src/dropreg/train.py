@@ -126,6 +126,7 @@ def train(cfg: DictConfig, run_dir: str | Path, callbacks: Iterable = ()) -> dic
         "best_val_error": best_val[0],
         "best_val_update": best_val[1],
         "final_val_error": val[-1][0] if val else None,
+        "final_train_error": rows[-1].get("train/error"),  # dropout active, averaged since the last row
         "updates": trainer.global_step,
         "wall_seconds": round(recorder.wall_seconds(), 3),
         "device": device_description(trainer),

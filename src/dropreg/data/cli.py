@@ -17,10 +17,19 @@ DATASETS = ("mnist", "fashion_mnist", "notmnist", "mnist5k")
 
 
 def download(dataset: str, cfg) -> list[Path]:
+    """Fetch and verify every raw file; record them in <raw_dir>/<dataset>/files.json (the
+    pipeline's download output)."""
+    from ..atomic import write_json
     from .download import DownloadOptions, fetch
+    from .prepared import md5sum
 
     opts = DownloadOptions(**vars(cfg.download))
-    return [fetch(f, Path(cfg.raw_dir) / dataset, dataset, opts) for f in RAW_FILES.get(dataset, ())]
+    dest = Path(cfg.raw_dir) / dataset
+    paths = [fetch(f, dest, dataset, opts) for f in RAW_FILES.get(dataset, ())]
+    write_json(dest / "files.json", {"dataset": dataset,
+                                      "files": [{"file": p.name, "bytes": p.stat().st_size, "md5": md5sum(p)}
+                                                for p in paths]})
+    return paths
 
 
 def prepare(dataset: str, cfg) -> Path:

@@ -161,4 +161,5 @@ def fetch(f: RemoteFile, dest_dir: str | Path, dataset: str, opts: DownloadOptio
                 break
         failures.append(f"{url} ({reason})")
     raise DownloadError(f"{f.name}: no source delivered a valid copy: " + "; ".join(failures)
-                        + (" [offline? `make demo` runs on the embedded mnist5k]" if failures else ""))
+                        + " (offline? the demo preset needs no download: "
+                          "snakemake --cores 2 --config preset=demo)")
