@@ -43,10 +43,15 @@ wildcard_constraints:
     run="[A-Za-z0-9_.-]+",
 
 
+# On a cluster these run on the submit host: downloads need the internet that compute nodes often
+# lack, and summaries/figures take seconds.
 localrules:
     all,
     figures,
     download,
+    summarize,
+    plot,
+    plot_table,
 
 
 rule all:
