@@ -64,6 +64,8 @@ def versions() -> dict[str, str]:
 
 def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning 2.6 on torch 2.13
+    # inside SLURM jobs we run one process on purpose (see the LightningEnvironment plugin below)
+    warnings.filterwarnings("ignore", message="The `srun` command is available")
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -82,6 +84,7 @@ def train(cfg: DictConfig, run_dir: str | Path, callbacks: Iterable = ()) -> dic
 
     import pytorch_lightning as pl
     import torch
+    from lightning_fabric.plugins.environments import LightningEnvironment
 
     from .data.datamodule import PreparedDataModule
     from .module import RegularizedClassifier
@@ -108,6 +111,9 @@ def train(cfg: DictConfig, run_dir: str | Path, callbacks: Iterable = ()) -> dic
         logger=False, enable_checkpointing=False, enable_model_summary=False,
         enable_progress_bar=settings.trainer.progress_bar, default_root_dir=run_dir,
         callbacks=[recorder, *callbacks],
+        # One process, one device, also inside a SLURM job: Snakemake submits, retries and resumes;
+        # Lightning's SLURM integration (auto-requeue, rank detection) stays out of the way.
+        plugins=[LightningEnvironment()],
     )
     print(f"dropreg.train: {'resuming' if resume else 'starting'} {run_dir} "
           f"({settings.regularizer.name}, {settings.model.name}, {settings.dataset.name}, "
