@@ -119,6 +119,8 @@ def test_checkpoint_of_other_config_is_refused(make_cfg, tmp_path):
         train(make_cfg(*overrides), tmp_path, callbacks=[InterruptAfter(1)])
     with pytest.raises(RunDirConflict, match=r"last\.ckpt belongs to another config \(seed: 0 there, 3 now\)"):
         train(make_cfg(*overrides, "seed=3"), tmp_path)
+    # a different thread count is no different run: the resume goes ahead
+    assert train(make_cfg(*overrides, "trainer.threads=1"), tmp_path)["updates"] == 200
 
 
 def test_unprepared_dataset_is_a_one_line_error(tmp_path, capsys):

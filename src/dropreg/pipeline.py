@@ -52,9 +52,6 @@ class Pipeline:
     def study(self, name: str) -> dict[str, Any]:
         return self.config["studies"][name]
 
-    def datasets(self) -> list[str]:
-        return sorted({s["dataset"] for s in self.config["studies"].values()})
-
     def run_dir(self, study: str, run: str) -> str:
         return f"{self.results}/runs/{study}/{run}"
 
@@ -78,13 +75,11 @@ class Pipeline:
     def describe(self, study: str) -> str:
         """One sentence for captions: what was run."""
         s = self.study(study)
-        runs = self.runs[study]
-        budget = self.max_updates(study)
-        sweep = "; sweep " + ", ".join(f"{a['name']} ∈ {{{', '.join(_format(v) for v in a['values'])}}}" for a in s.get("sweep", [])) if s.get("sweep") else ""
+        axes = [f"{a['name']} ∈ {{{', '.join(_format(v) for v in a['values'])}}}" for a in s.get("sweep", [])]
+        sweep = f"; sweep {', '.join(axes)}" if axes else ""
         return (f"Preset `{self.preset}`, study `{study}`: {s['dataset']}, model `{s['model']}`, optimizer "
-                f"`{s['optim']}` ({budget:,} weight updates), regularizers {', '.join(s['regularizers'])}{sweep}; "
-                f"seeds {s['seeds']}; {len(runs)} training runs.")
-
+                f"`{s['optim']}` ({self.max_updates(study):,} weight updates), regularizers "
+                f"{', '.join(s['regularizers'])}{sweep}; seeds {s['seeds']}; {len(self.runs[study])} training runs.")
 
     def max_updates(self, study: str) -> int:
         """The update budget of a study: its overrides, the preset's, else the optim file's."""

@@ -42,8 +42,16 @@ def first_difference(a: Any, b: Any, prefix: str = "") -> Optional[str]:
     return None if a == b else f"{prefix[:-1]}: {a!r} there, {b!r} now"
 
 
+# settings that change how a run executes but not what it computes: free to differ on a resume
+_OPERATIONAL = ("threads", "progress_bar")
+
+
+def _results_relevant(config: dict) -> dict:
+    return {**config, "trainer": {k: v for k, v in config["trainer"].items() if k not in _OPERATIONAL}}
+
+
 def _check_same_run(run_dir: Path, stored: dict, config: dict, what: str) -> None:
-    diff = first_difference(stored, config)
+    diff = first_difference(_results_relevant(stored), _results_relevant(config))
     if diff:
         raise RunDirConflict(f"{run_dir / what} belongs to another config ({diff}); "
                              "use another hydra.run.dir or delete that run dir")
