@@ -45,8 +45,7 @@ def optional_positive(default: Any = None) -> Any:
 
 
 def positive_list() -> Any:
-    return _spec(MISSING, lambda v: len(v) > 0 and all(w > 0 for w in v),
-                 "a non-empty list of integers > 0", )
+    return _spec(MISSING, lambda v: len(v) > 0 and all(w > 0 for w in v), "a non-empty list of integers > 0")
 
 
 # ----------------------------------------------------------------------------- enums
@@ -79,11 +78,6 @@ class LRSchedule(str, Enum):
 class MomentumSchedule(str, Enum):
     constant = "constant"
     ramp = "ramp"  # m_f - (m_f - m_i) exp(-t / T), as in the paper author's deepnet code
-
-
-class EvalSplit(str, Enum):
-    val = "val"
-    test = "test"
 
 
 # ----------------------------------------------------------------------------- groups

@@ -12,7 +12,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.client
-import logging
 import shutil
 import socket
 import sys
@@ -27,7 +26,6 @@ from .. import __version__
 from ..atomic import atomic_path
 from .prepared import md5sum
 
-log = logging.getLogger(__name__)
 _CHUNK = 1 << 16
 
 
@@ -129,7 +127,6 @@ def fetch(f: RemoteFile, dest_dir: str | Path, dataset: str, opts: DownloadOptio
         problem, _ = verify(final, f)
         if problem is None:
             return final
-        log.warning("%s: %s; fetching it again", final, problem)
         print(f"dropreg.data: {final}: {problem}; fetching it again", file=sys.stderr)
 
     failures: list[str] = []
