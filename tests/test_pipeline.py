@@ -113,7 +113,7 @@ def test_offline_paper_run_stops_at_download_naming_the_demo(tmp_path):
     with LoopbackServer() as proxy:
         env = {"http_proxy": proxy.base, "https_proxy": proxy.base, "HTTP_PROXY": proxy.base,
                "HTTPS_PROXY": proxy.base, "no_proxy": "", "NO_PROXY": ""}
-        proc = snakemake("--cores", "1", f"data/raw/mnist/files.json", cwd=tmp_path, env=env, timeout=300)
+        proc = snakemake("--cores", "1", "data/raw/mnist/files.json", cwd=tmp_path, env=env, timeout=300)
     assert proc.returncode != 0
     out = proc.stdout + proc.stderr
     assert "train-images-idx3-ubyte.gz: no source delivered a valid copy" in out

@@ -194,17 +194,18 @@ def register_schema() -> None:
 # ----------------------------------------------------------------------------- validation
 def validate(cfg: DictConfig | TrainConfig) -> TrainConfig:
     """Check every declared range; return the config as dataclasses. Raises ConfigError."""
-    if isinstance(cfg, DictConfig):
-        typed = OmegaConf.merge(OmegaConf.structured(TrainConfig), without_hydra(cfg))
-        obj = OmegaConf.to_object(typed)
-    else:
-        obj = cfg
+    obj = _typed(cfg, TrainConfig) if isinstance(cfg, DictConfig) else cfg
     _check_node(obj, prefix="")
     if obj.regularizer.l1.start_fraction > 0 and obj.regularizer.l1.weight == 0:
         raise ConfigError(
             f"regularizer.l1.start_fraction={obj.regularizer.l1.start_fraction}: needs "
             "regularizer.l1.weight > 0 (a late L1 start without L1 does nothing)")
     return obj
+
+
+def _typed(cfg: DictConfig, schema: type) -> Any:
+    """The composed config (without Hydra's node) as instances of the schema's dataclasses."""
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), without_hydra(cfg)))
 
 
 def _check_node(node: Any, prefix: str) -> None:
@@ -247,15 +248,22 @@ def without_hydra(cfg: DictConfig) -> DictConfig:
     return OmegaConf.create(container)
 
 
+def exception_chain(exc: BaseException) -> list[Any]:
+    """The exception, its causes/contexts, and the arguments of each (libraries wrap the error that
+    names the culprit: Hydra an OmegaConf error, Snakemake a jsonschema error)."""
+    chain: list[Any] = []
+    seen: BaseException | None = exc
+    while seen is not None:
+        chain += [seen, *seen.args]
+        seen = seen.__cause__ or seen.__context__
+    return chain
+
+
 def one_line(exc: BaseException) -> str:
     """A one-line description of a composition/validation error that names the offending key."""
     from omegaconf.errors import OmegaConfBaseException
 
-    chain, seen = [], exc
-    while seen is not None:
-        chain.append(seen)
-        seen = seen.__cause__ or seen.__context__
-    for e in chain:
+    for e in exception_chain(exc):
         if isinstance(e, OmegaConfBaseException) and getattr(e, "full_key", None):
             msg = str(getattr(e, "msg", "") or e).splitlines()[0]
             return f"{e.full_key}: {msg}"
@@ -303,7 +311,6 @@ def load_data_config(overrides: list[str]) -> DataConfig:
     from hydra.core.config_store import ConfigStore
 
     ConfigStore.instance().store(name="data_schema", node=DataConfig)
-    cfg = compose(overrides, config_name="data")
-    obj = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(DataConfig), without_hydra(cfg)))
+    obj = _typed(compose(overrides, config_name="data"), DataConfig)
     _check_node(obj, prefix="")
     return obj

@@ -11,7 +11,6 @@ means and curves and counted in the titles and tables.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Callable
 
@@ -198,8 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, help="output path without extension")
     parser.add_argument("--caption", default="")
     args = parser.parse_args(argv)
-    frame = pd.read_csv(args.results)
-    os.makedirs(Path(args.out).parent, exist_ok=True)
+    frame = pd.read_csv(args.results)  # outputs are written via atomic_path, which creates their folder
     FIGURES[args.kind](frame, args.out, args.caption, args.results)
     print(f"dropreg.figures: {args.out}.* ({args.kind})")
 

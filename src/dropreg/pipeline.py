@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from .config import conf_dir
+from .config import conf_dir, exception_chain
 
 DATASET_FILES = {"mnist", "fashion_mnist", "notmnist", "mnist5k"}
 TABLE_FIGURES = {"table9", "notmnist_table"}  # these also write .md and .tex
@@ -26,19 +26,14 @@ class PipelineConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Run:
-    study: str
-    id: str
-    regularizer: str
-    seed: int
-    sweep: tuple[tuple[str, Any], ...]  # (axis name, value) pairs
-    overrides: tuple[str, ...]
+    id: str  # <regularizer>[-<axis><value>...]-seed<seed>
+    overrides: tuple[str, ...]  # the Hydra overrides of its training run
 
 
 @dataclass
 class Pipeline:
     preset: str
     config: dict[str, Any]
-    source: str
     runs: dict[str, dict[str, Run]] = field(default_factory=dict)  # study -> run id -> Run
 
     @property
@@ -114,13 +109,12 @@ def expand_runs(name: str, study: dict[str, Any], trainer: str, common: list[str
     for reg in study["regularizers"]:
         for point in itertools.product(*(a["values"] for a in axes)):
             for seed in study["seeds"]:
-                sweep = tuple((a["name"], v) for a, v in zip(axes, point))
-                parts = [reg] + [f"{n}{_format(v)}" for n, v in sweep] + [f"seed{seed}"]
+                parts = [reg] + [f"{a['name']}{_format(v)}" for a, v in zip(axes, point)] + [f"seed{seed}"]
                 overrides = [f"dataset={study['dataset']}", f"model={study['model']}", f"optim={study['optim']}",
                              f"regularizer={reg}", f"trainer={trainer}", f"seed={seed}", *common,
                              *study.get("overrides", []), *study.get("regularizer_overrides", {}).get(reg, [])]
                 overrides += [f"{a['key'].format(regularizer=reg)}={_hydra_value(v)}" for a, v in zip(axes, point)]
-                run = Run(name, "-".join(parts), reg, seed, sweep, tuple(overrides))
+                run = Run("-".join(parts), tuple(overrides))
                 runs[run.id] = run
     return runs
 
@@ -130,32 +124,29 @@ def _options(group: str) -> set[str]:
 
 
 def _check_names(cfg: dict[str, Any], source: str) -> None:
+    options = {group: _options(group) for group in ("model", "optim", "regularizer", "trainer")}
     for study_name, study in cfg["studies"].items():
-        for key, group in (("model", "model"), ("optim", "optim")):
-            if study[key] not in _options(group):
+        for key in ("model", "optim"):
+            if study[key] not in options[key]:
                 raise PipelineConfigError(
-                    f"{source}: studies.{study_name}.{key}={study[key]!r}: allowed are {sorted(_options(group))}")
+                    f"{source}: studies.{study_name}.{key}={study[key]!r}: allowed are {sorted(options[key])}")
         for i, reg in enumerate(study["regularizers"]):
-            if reg not in _options("regularizer"):
+            if reg not in options["regularizer"]:
                 raise PipelineConfigError(
                     f"{source}: studies.{study_name}.regularizers[{i}]={reg!r}: allowed are "
-                    f"{sorted(_options('regularizer'))} (conf/regularizer/)")
+                    f"{sorted(options['regularizer'])} (conf/regularizer/)")
         for reg in study.get("regularizer_overrides", {}):
             if reg not in study["regularizers"]:
                 raise PipelineConfigError(f"{source}: studies.{study_name}.regularizer_overrides.{reg}: "
                                           f"not among the study's regularizers {study['regularizers']}")
-    if cfg["trainer"] not in _options("trainer"):
-        raise PipelineConfigError(f"{source}: trainer={cfg['trainer']!r}: allowed are {sorted(_options('trainer'))}")
+    if cfg["trainer"] not in options["trainer"]:
+        raise PipelineConfigError(f"{source}: trainer={cfg['trainer']!r}: allowed are {sorted(options['trainer'])}")
 
 
 def _schema_error(exc: Exception, source: str) -> PipelineConfigError:
     import jsonschema
 
-    chain, seen = [], exc  # snakemake's WorkflowError wraps jsonschema's error
-    while seen is not None:
-        chain += [seen, *getattr(seen, "args", ())]
-        seen = seen.__cause__ or seen.__context__
-    cause = next((a for a in chain if isinstance(a, jsonschema.ValidationError)), None)
+    cause = next((a for a in exception_chain(exc) if isinstance(a, jsonschema.ValidationError)), None)
     if cause is None:
         return PipelineConfigError(f"{source}: {' '.join(str(exc).split())}")
     key = ".".join(str(p) for p in cause.absolute_path) or "(top level)"
@@ -178,7 +169,7 @@ def load(config: dict[str, Any]) -> Pipeline:
     except Exception as exc:  # snakemake wraps jsonschema's error in a WorkflowError
         raise _schema_error(exc, source) from exc
     _check_names(cfg, source)
-    pipe = Pipeline(preset=cfg["preset"], config=cfg, source=source)
+    pipe = Pipeline(preset=cfg["preset"], config=cfg)
     for name, study in cfg["studies"].items():
         pipe.runs[name] = expand_runs(name, study, cfg["trainer"], cfg.get("overrides", []))
     return pipe

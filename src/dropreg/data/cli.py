@@ -8,6 +8,7 @@ prepare:  download if needed (no request when the files are there and valid), th
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..config import ConfigError, load_data_config, one_line
     from .download import DownloadError
     from .idx import IdxError
-    from .prepared import PreparedDataError, load_prepared
+    from .prepared import PreparedDataError, manifest_path
 
     parser = argparse.ArgumentParser(prog="python -m dropreg.data", description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=["download", "prepare"])
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"dropreg.data: {path}: verified")
         else:
             out = prepare(args.dataset, cfg)
-            counts = load_prepared(cfg.prepared_dir, args.dataset, verify=False).manifest["counts"]
+            counts = json.loads(manifest_path(cfg.prepared_dir, args.dataset).read_text())["counts"]
             print(f"dropreg.data: {out}: {counts}")
     except (ConfigError, HydraException, OmegaConfBaseException) as exc:
         print(f"dropreg.data: error: {one_line(exc)}", file=sys.stderr)

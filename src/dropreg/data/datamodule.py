@@ -73,7 +73,6 @@ class PreparedDataModule(pl.LightningDataModule):
         super().__init__()
         self.cfg, self.batch_size, self.eval_batch_size, self.seed = cfg, batch_size, eval_batch_size, seed
         self.tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        self.manifest: dict = {}
         self.cfg_has_val = True  # known after setup()
 
     @property
@@ -91,9 +90,7 @@ class PreparedDataModule(pl.LightningDataModule):
             return
         if device is None:
             device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
-        data = load_prepared(self.cfg.data_dir, self.cfg.name)
-        self.manifest = data.manifest
-        arrays = dict(data.arrays)
+        arrays = dict(load_prepared(self.cfg.data_dir, self.cfg.name).arrays)
         self.cfg_has_val = len(arrays["val"][1]) > 0
         if not self.cfg.use_validation and self.cfg_has_val:
             (tx, ty), (vx, vy) = arrays["train"], arrays["val"]
