@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dropreg.config import compose
+from dropreg.config import Composer, as_container, settings_of
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -27,12 +27,20 @@ def data_dir(tmp_path_factory) -> Path:
     return d
 
 
+_COMPOSE = Composer()
+
+
+def resolved(*overrides: str) -> dict:
+    """The resolved, validated config of a run (what train() takes) from Hydra overrides."""
+    return as_container(settings_of(_COMPOSE(list(overrides))))
+
+
 @pytest.fixture
 def make_cfg(data_dir):
-    """compose(overrides) with the session's prepared data."""
+    """resolved(overrides) with the session's prepared data."""
 
-    def make(*overrides: str):
-        return compose([f"dataset.data_dir={data_dir}", *overrides])
+    def make(*overrides: str) -> dict:
+        return resolved(f"dataset.data_dir={data_dir}", *overrides)
 
     return make
 

@@ -10,32 +10,31 @@ import pytest
 
 from dropreg.config import ConfigError, compose, conf_dir, one_line, validate
 
-# every Hydra config group (conf/pipeline/ holds Snakemake presets, not a group of train.yaml)
-GROUP_FILES = sorted((g.name, f.stem) for g in conf_dir().iterdir() if g.is_dir() and g.name != "pipeline"
-                     for f in g.glob("*.yaml"))
+# every Hydra config group of conf/train.yaml
+GROUP_FILES = sorted((g.name, f.stem) for g in conf_dir().iterdir() if g.is_dir() for f in g.glob("*.yaml"))
 
 
 def test_every_group_has_files():
     groups = {g for g, _ in GROUP_FILES}
-    assert groups == {"dataset", "model", "regularizer", "optim", "trainer"}
+    assert groups == {"dataset", "model", "regularizer", "optim", "trainer", "logger"}
 
 
 @pytest.mark.parametrize("group, option", GROUP_FILES, ids=[f"{g}/{o}" for g, o in GROUP_FILES])
 def test_option_composes_and_instantiates(group, option, data_dir):
+    from dropreg.config import as_container
     from dropreg.data.datamodule import PreparedDataModule
-    from dropreg.module import RegularizedClassifier
-    from dropreg.train import without_hydra
-    from omegaconf import OmegaConf
+    from dropreg.module import PackedClassifier
 
     cfg = compose([f"{group}={option}", f"dataset.data_dir={data_dir}"])
     settings = validate(cfg)
     assert getattr(settings, group).name == option
-    module = RegularizedClassifier(OmegaConf.to_container(without_hydra(cfg)))
-    assert module.model.output_layer.out_features == settings.dataset.num_classes
-    assert [layer.out_features for layer in module.model.hidden_layers] == settings.model.hidden
-    PreparedDataModule(settings.dataset, settings.optim.batch_size, 1000, 0)
-    configure = module.configure_optimizers()
-    assert configure["optimizer"].param_groups[0]["lr"] == settings.optim.lr
+    module = PackedClassifier([as_container(settings)])
+    assert module.net.layers[-1].out_features == settings.dataset.num_classes
+    assert [layer.out_features for layer in module.net.hidden_layers] == settings.model.hidden
+    PreparedDataModule(settings.dataset, 1000)
+    optimizer = module.configure_optimizers()
+    assert optimizer.param_groups[0]["lr"].shape == (1,)
+    assert float(module.schedules.lr0[0]) == pytest.approx(settings.optim.lr)
 
 
 def test_regularizer_files_set_what_their_name_says():
@@ -80,6 +79,10 @@ BAD = [
     (["trainer.accelerator=tpu"], "trainer.accelerator"),
     (["optim.lr=fast"], "optim.lr"),
     (["seed=-1"], "seed"),
+    (["seed=4294967296"], "seed"),
+    (["trainer.precision=16-mixed"], "trainer.precision"),
+    (["trainer.cuda_graph=maybe"], "trainer.cuda_graph"),
+    (["optim.max_updates=abc"], "optim.max_updates"),
     (["regularizer=bogus"], "regularizer/bogus"),
     (["regularizer.l1.start_fraction=0.5"], "regularizer.l1.start_fraction"),
 ]

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from dropreg.config import DatasetConfig, Normalization
-from dropreg.data.datamodule import DeviceBatches, PreparedDataModule, epoch_permutation, normalize
+from dropreg.batches import MemberBatches, PackBatches, epoch_permutation
+from dropreg.data.datamodule import PreparedDataModule, normalize
 from dropreg.data.embedded import prepare_mnist5k
 from dropreg.data.prepared import (PreparedDataError, load_prepared, manifest_path, md5sum, npz_path,
                                    save_prepared)
@@ -62,31 +63,45 @@ def test_normalizations():
 
 
 def test_batches_cover_each_epoch_once_and_resume_exactly():
-    x = torch.arange(10, dtype=torch.float32)[:, None]
-    y = torch.arange(10)
-    it = iter(DeviceBatches(x, y, batch_size=3, seed=7))
-    first = [next(it)[1] for _ in range(6)]  # 3 batches per epoch, last partial batch dropped
-    epoch0 = torch.cat(first[:3])
+    batches = MemberBatches(10, batch_size=3, seed=7)
+    first = batches.indices(0, 6)  # 3 batches per epoch, last partial batch dropped
+    epoch0 = first[:3].ravel()
     assert len(set(epoch0.tolist())) == 9
-    assert not torch.equal(torch.cat(first[3:]), epoch0)  # reshuffled each epoch
-    resumed = iter(DeviceBatches(x, y, batch_size=3, seed=7, start_update=4))
-    assert torch.equal(next(resumed)[1], first[4])
+    assert not np.array_equal(first[3:].ravel(), epoch0)  # reshuffled each epoch
+    assert np.array_equal(MemberBatches(10, 3, 7).indices(4, 2), first[4:6])  # from any update on
     assert torch.equal(epoch_permutation(10, 7, 1), epoch_permutation(10, 7, 1))
 
 
-def test_datamodule_merges_validation_and_takes_subsets(data_dir):
-    merged = PreparedDataModule(DatasetConfig(name="mnist5k", data_dir=str(data_dir), use_validation=False), 100, 1000, 0)
+def test_pack_batches_are_each_members_own():
+    pack = PackBatches([10, 6], batch_size=3, seeds=[7, 8]).indices(0, 4)
+    assert pack.shape == (4, 2, 3)
+    assert np.array_equal(pack[:, 0], MemberBatches(10, 3, 7).indices(0, 4))
+    assert pack[:, 1].max() < 6  # a training subset: the first 6 examples only
+
+
+def test_datamodule_merges_validation_and_checks_subsets(data_dir):
+    from dropreg.config import TrainConfig
+
+    def run(**dataset) -> TrainConfig:
+        from conftest import resolved
+        from dropreg.config import validate
+
+        return validate(resolved(f"dataset.data_dir={data_dir}", *(f"dataset.{k}={v}" for k, v in dataset.items())))
+
+    merged = PreparedDataModule(DatasetConfig(name="mnist5k", data_dir=str(data_dir), use_validation=False), 1000)
+    merged.check([run()])
     merged.setup()
-    assert len(merged.tensors["train"][0]) == 4000 and merged.eval_splits == ["test"]
-    small = PreparedDataModule(DatasetConfig(name="mnist5k", data_dir=str(data_dir), train_subset=500), 100, 1000, 0)
-    small.setup()
-    assert small.tensors["train"][0].shape == (500, 784) and small.eval_splits == ["val", "test"]
-    too_big = PreparedDataModule(DatasetConfig(name="mnist5k", data_dir=str(data_dir), train_subset=9999), 100, 1000, 0)
-    with pytest.raises(PreparedDataError, match="dataset.train_subset=9999"):
-        too_big.setup()
+    assert len(merged.tensors["train"][0]) == 4000 and merged.eval_splits == ["test"] and merged.train_size == 4000
+    dm = PreparedDataModule(DatasetConfig(name="mnist5k", data_dir=str(data_dir)), 1000)
+    dm.check([run(train_subset=500)])
+    assert dm.eval_splits == ["val", "test"] and dm.train_size == 3500
+    with pytest.raises(PreparedDataError, match="dataset.train_subset=9999: allowed is at most 3500"):
+        dm.check([run(train_subset=9999)])
+    with pytest.raises(PreparedDataError, match="optim.batch_size=128: allowed is at most the 100 training examples"):
+        dm.check([run(train_subset=100)])  # the Udacity optimizer's batch of 128
 
 
 def test_embedded_dataset_is_prepared_on_first_use(tmp_path):
-    dm = PreparedDataModule(DatasetConfig(name="mnist5k", data_dir=str(tmp_path)), 100, 1000, 0)
+    dm = PreparedDataModule(DatasetConfig(name="mnist5k", data_dir=str(tmp_path)), 1000)
     dm.prepare_data()
     assert manifest_path(tmp_path, "mnist5k").is_file()

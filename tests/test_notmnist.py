@@ -89,14 +89,14 @@ def test_memory_and_speed_on_50k_pngs(tmp_path):
 
 def test_prepared_notmnist_trains(archives, tmp_path):
     from conftest import FAST
-    from dropreg.config import compose
+    from conftest import resolved
     from dropreg.data.notmnist import prepare_notmnist
     from dropreg.train import train
 
     files = tuple(type(f)(f.name, (), size=(archives / f.name).stat().st_size) for f in RAW_FILES["notmnist"])
     prepare_notmnist(files, archives, tmp_path, train_size=500, val_size=100, test_size=200, seed=3)
-    cfg = compose([*FAST, "dataset=notmnist", f"dataset.data_dir={tmp_path}", "optim.max_updates=50",
-                   "trainer.eval_every=50"])
+    cfg = resolved(*FAST, "dataset=notmnist", f"dataset.data_dir={tmp_path}", "optim.max_updates=50",
+                   "trainer.eval_every=50")
     summary = train(cfg, tmp_path / "run")
     assert summary["status"] == "completed" and summary["config"]["dataset"]["normalization"] == "centered"
     assert summary["test_error"] < 90.0  # better than chance on ten letters

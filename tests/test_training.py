@@ -1,4 +1,5 @@
-"""End-to-end training runs on the embedded mnist5k, on CPU, in-process (Lightning imports once)."""
+"""Training runs on the embedded mnist5k, on CPU, in-process (Lightning imports once): what a run
+writes, divergence, determinism, resume, ended and replaced runs, and the command line."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import pytorch_lightning as pl
 import torch
 
 from conftest import FAST
-from dropreg.train import RunDirConflict, cli, train
+from dropreg.module import PackedClassifier
+from dropreg.train import cli, train
 
 
 class Interrupted(Exception):
@@ -33,19 +35,23 @@ class InterruptAfter(pl.Callback):
 def test_udacity_mlp_learns_mnist5k(make_cfg, tmp_path):
     summary = train(make_cfg(*FAST, "optim.max_updates=600", "trainer.eval_every=200"), tmp_path)
     assert summary["status"] == "completed" and summary["updates"] == 600
-    assert summary["test_error"] < 12.0
-    assert summary["best_val_error"] < 15.0
+    assert summary["test_error"] < 12.0 and summary["best_val_error"] < 15.0
+    assert summary["run_id"] == tmp_path.name and summary["pack_size"] == 1
     assert summary["config"]["model"]["name"] == "udacity_mlp"
     assert {"torch", "pytorch-lightning", "python"} <= set(summary["versions"])
-    assert summary["device"].startswith("cpu")
+    assert summary["device"].startswith("cpu") and len(summary["dataset_md5"]) == 32
     metrics = pd.read_csv(tmp_path / "metrics.csv")
     assert metrics["update"].tolist() == [200, 400, 600]
     assert {"train/loss", "train/error", "val/error", "test/error", "lr", "momentum"} <= set(metrics)
     assert metrics["test/error"].iloc[-1] == summary["test_error"]
-    assert (tmp_path / "config.yaml").is_file() and (tmp_path / "last.ckpt").is_file()
-    ckpt = torch.load(tmp_path / "last.ckpt", map_location="cpu", weights_only=False)
-    assert ckpt["hyper_parameters"]["config"] == summary["config"]
+    assert (tmp_path / "config.yaml").is_file()
+    ckpt = torch.load(tmp_path / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["dropreg"]["summary"] == summary and ckpt["dropreg"]["update"] == 600
+    assert ckpt["hyper_parameters"]["configs"] == [summary["config"]]
     assert not list(tmp_path.glob(".*.tmp"))
+    # the checkpoint is a Lightning checkpoint of a pack of one, usable as a model
+    model = PackedClassifier.load_from_checkpoint(tmp_path / "last.ckpt", map_location="cpu")
+    assert model.members == 1 and model.net.layers[0].weight.shape == (1, 784, 1024)
 
 
 def test_final_evaluation_when_budget_is_not_a_multiple_of_the_interval(make_cfg, tmp_path):
@@ -60,8 +66,8 @@ def test_penalties_are_logged_separately_and_max_norm_holds(make_cfg, tmp_path):
                              "optim.max_updates=200", "trainer.eval_every=100"), tmp_path)
     metrics = pd.read_csv(tmp_path / "metrics.csv")
     assert (metrics["train/penalty_l2"] > 0).all() and (metrics["train/penalty_l1"] > 0).all()
-    state = torch.load(tmp_path / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
-    norms = state["model.hidden_layers.0.weight"].norm(dim=1)
+    state = torch.load(tmp_path / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    norms = state["net.layers.0.weight"][0].norm(dim=0)  # [in, out]: a unit's incoming vector is a column
     assert float(norms.max()) <= 1.0 + 1e-5
     assert summary["status"] == "completed"
 
@@ -83,6 +89,13 @@ def test_divergence_is_recorded_and_exits_zero(data_dir, tmp_path, capsys):
     assert "diverged at update" in capsys.readouterr().out
 
 
+def test_a_run_stuck_at_chance_is_marked(make_cfg, tmp_path):
+    # lr 1000 with no momentum: the ReLUs die at once and the net predicts one class (90 % error)
+    summary = train(make_cfg(*FAST, "optim.lr=1000", "optim.momentum=0", "optim.max_updates=100",
+                             "trainer.eval_every=50"), tmp_path)
+    assert summary["status"] == "failed_to_learn" and summary["test_error"] >= 81.0
+
+
 def test_same_seed_gives_identical_metrics_and_resume_matches(make_cfg, tmp_path):
     overrides = [*FAST, "regularizer=dropout_max_norm", "optim.max_updates=500", "trainer.eval_every=100"]
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "interrupted"
@@ -98,29 +111,31 @@ def test_same_seed_gives_identical_metrics_and_resume_matches(make_cfg, tmp_path
     assert filecmp.cmp(a / "metrics.csv", c / "metrics.csv", shallow=False)
     assert resumed["test_error"] == json.loads((a / "summary.json").read_text())["test_error"]
 
-    other_seed = make_cfg(*overrides, "seed=1")
-    train(other_seed, tmp_path / "seed1")
+    train(make_cfg(*overrides, "seed=1"), tmp_path / "seed1")
     assert not filecmp.cmp(a / "metrics.csv", tmp_path / "seed1" / "metrics.csv", shallow=False)
 
 
-def test_finished_run_is_not_redone_and_other_config_is_refused(make_cfg, tmp_path):
+def test_ended_run_is_not_redone_and_its_deleted_summary_comes_back(make_cfg, tmp_path):
     overrides = [*FAST, "optim.max_updates=100", "trainer.eval_every=100"]
     first = train(make_cfg(*overrides), tmp_path)
-    mtime = (tmp_path / "summary.json").stat().st_mtime_ns
+    mtime = (tmp_path / "last.ckpt").stat().st_mtime_ns
+    assert train(make_cfg(*overrides, "trainer.threads=1"), tmp_path) == first  # threads: not a new run
+    assert (tmp_path / "last.ckpt").stat().st_mtime_ns == mtime
+    (tmp_path / "summary.json").unlink()  # as Snakemake does before rerunning a job
     assert train(make_cfg(*overrides), tmp_path) == first
-    assert (tmp_path / "summary.json").stat().st_mtime_ns == mtime
-    with pytest.raises(RunDirConflict, match=r"regularizer\.name: 'none' there, 'l2' now"):
-        train(make_cfg(*overrides, "regularizer=l2"), tmp_path)
+    assert json.loads((tmp_path / "summary.json").read_text()) == first
 
 
-def test_checkpoint_of_other_config_is_refused(make_cfg, tmp_path):
-    overrides = [*FAST, "optim.max_updates=200", "trainer.eval_every=100"]
-    with pytest.raises(Interrupted):
-        train(make_cfg(*overrides), tmp_path, callbacks=[InterruptAfter(1)])
-    with pytest.raises(RunDirConflict, match=r"last\.ckpt belongs to another config \(seed: 0 there, 3 now\)"):
-        train(make_cfg(*overrides, "seed=3"), tmp_path)
-    # a different thread count is no different run: the resume goes ahead
-    assert train(make_cfg(*overrides, "trainer.threads=1"), tmp_path)["updates"] == 200
+def test_run_dir_of_another_config_is_kept_aside_and_the_new_run_trains(make_cfg, tmp_path, caplog):
+    overrides = [*FAST, "optim.max_updates=100", "trainer.eval_every=100"]
+    old = train(make_cfg(*overrides), tmp_path)
+    new = train(make_cfg(*overrides, "regularizer=l2"), tmp_path)
+    assert new["config"]["regularizer"]["name"] == "l2" and new["status"] == "completed"
+    (kept,) = (tmp_path / "replaced").iterdir()
+    assert json.loads((kept / "summary.json").read_text()) == old
+    assert {"metrics.csv", "last.ckpt", "config.yaml", "REPLACED.txt"} <= {p.name for p in kept.iterdir()}
+    assert "regularizer.name: 'none' there, 'l2' now" in (kept / "REPLACED.txt").read_text()
+    assert any("held a run of another config" in r.message and "kept it in" in r.message for r in caplog.records)
 
 
 def test_unprepared_dataset_is_a_one_line_error(tmp_path, capsys):

@@ -1,5 +1,17 @@
-"""The LightningModule: data loss + penalties, max-norm after each step, the paper's SGD schedules,
-and the metrics `train/loss`, `train/error`, `train/penalty_<name>`, `val/error`, `test/error` (%)."""
+"""The LightningModule of a pack: K runs of one architecture trained at once as one batched network.
+
+Lightning hosts the loop (Trainer, device placement, precision, callbacks, loggers) with manual
+optimization. One Lightning training step is one evaluation interval: `eval_every` weight updates
+run by `PackUpdate` (eagerly, or as replays of a captured CUDA graph), so Lightning's per-step
+overhead is paid once per interval, not once per update. A validation pass follows every interval
+and yields each member's metrics (`train/loss`, `train/error`, `train/penalty_<name>`, `val/error`,
+`test/error` in %, `lr`, `momentum`); the recorder callback writes them.
+
+Each member occupies a slot k. A slot is `running`, `waiting` (its run resumes from a checkpoint
+at a later update than the pack starts at: it joins when the pack gets there) or `retired`
+(finished or diverged: frozen at zero weights and learning rate, so it costs nothing but its share
+of the arithmetic and can never produce a non-finite number again).
+"""
 
 from __future__ import annotations
 
@@ -7,130 +19,211 @@ from typing import Any, Optional
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
-from omegaconf import OmegaConf
 from torch import nn
-from torchmetrics import MeanMetric
-from torchmetrics.classification import MulticlassAccuracy
 
-from .config import validate
-from .model import MLP
+from .batches import PackBatches
+from .config import TrainConfig, validate
+from .dropout import PackedDropout
+from .net import PackedMLP
+from .optim import PackedSGD
 from .regularizers import build_constraints, build_penalties
-from .schedules import lr_factor, momentum_at
+from .schedules import PackedSchedules
+from .update import PackUpdate
+
+RUNNING, WAITING, RETIRED = "running", "waiting", "retired"
 
 
-class RegularizedClassifier(pl.LightningModule):
-    def __init__(self, config: dict[str, Any]) -> None:
-        """`config` is the run's resolved config as a plain dict; it travels in every checkpoint."""
+class TrainStats(nn.Module):
+    """Per-member sums since the last evaluation, kept on the device (updated inside the graph)."""
+
+    def __init__(self, members: int, penalties: list[str]) -> None:
         super().__init__()
-        self.save_hyperparameters({"config": config})
-        cfg = self.cfg = validate(OmegaConf.create(config))
-        self.model = MLP(cfg.dataset.input_dim, cfg.dataset.num_classes, cfg.model, cfg.regularizer.dropout)
-        self.penalties = build_penalties(cfg.regularizer, cfg.model.activation, cfg.optim.max_updates)
-        self.constraints = build_constraints(cfg.regularizer)
-        self.needs_hidden = any(p.needs_hidden for p in self.penalties)
+        self.penalties = penalties
+        self.register_buffer("loss", torch.zeros(members, dtype=torch.float64), persistent=False)
+        self.register_buffer("correct", torch.zeros(members, dtype=torch.long), persistent=False)
+        self.register_buffer("penalty", torch.zeros(len(penalties), members, dtype=torch.float64), persistent=False)
+        self.register_buffer("penalty_on", torch.zeros(len(penalties), members), persistent=False)
 
-        def accuracy() -> MulticlassAccuracy:
-            return MulticlassAccuracy(num_classes=cfg.dataset.num_classes, average="micro", validate_args=False)
+    def add(self, loss: torch.Tensor, correct: torch.Tensor) -> None:
+        self.loss.add_(loss)
+        self.correct.add_(correct)
 
-        def mean() -> MeanMetric:
-            return MeanMetric(nan_strategy="disable")  # no per-step NaN check: it would sync the GPU
+    def add_penalty(self, i: int, value: torch.Tensor, on: torch.Tensor) -> None:
+        self.penalty[i].add_(value * on)
+        self.penalty_on[i].add_(on)
 
-        self.train_loss, self.train_accuracy = mean(), accuracy()
-        self.train_penalty = nn.ModuleDict({p.name: mean() for p in self.penalties})
-        self.eval_accuracy = nn.ModuleDict({"val": accuracy(), "test": accuracy()})
-        self.updates_since_eval = 0
-        # first update whose loss was NaN/inf, tracked on the device (a per-step check would sync)
-        self.register_buffer("first_nonfinite_update", torch.tensor(-1, dtype=torch.long))
-        self.diverged_at: Optional[int] = None
-        self.last_eval: dict[str, float] = {}  # the latest evaluation, at full precision, for the recorder
+    def read(self, updates: int, batch_size: int) -> list[dict[str, float]]:
+        """Each member's means over the `updates` since the last read; then start again."""
+        loss, correct = self.loss.tolist(), self.correct.tolist()
+        penalty, on = self.penalty.tolist(), self.penalty_on.tolist()
+        out = []
+        for k in range(len(loss)):
+            row = {"train/loss": loss[k] / updates, "train/error": 100.0 * (1.0 - correct[k] / (updates * batch_size))}
+            for i, name in enumerate(self.penalties):
+                if on[i][k] > 0:
+                    row[f"train/penalty_{name}"] = penalty[i][k] / on[i][k]
+            out.append(row)
+        for buf in (self.loss, self.correct, self.penalty, self.penalty_on):
+            buf.zero_()
+        return out
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
 
-    # ------------------------------------------------------------------ training
-    def configure_optimizers(self):
-        o = self.cfg.optim
-        opt = torch.optim.SGD(self.parameters(), lr=o.lr, momentum=momentum_at(o, 0))
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: lr_factor(o, t))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+class PackedClassifier(pl.LightningModule):
+    def __init__(self, configs: list[dict[str, Any]]) -> None:
+        """`configs`: the members' resolved configs (plain dicts); they travel in every checkpoint."""
+        super().__init__()
+        self.save_hyperparameters({"configs": configs})
+        self.automatic_optimization = False
+        self.settings: list[TrainConfig] = [validate(c) for c in configs]
+        s = self.settings[0]
+        self.members, self.batch_size = len(configs), s.optim.batch_size
+        self.max_updates, self.eval_every = s.optim.max_updates, s.trainer.eval_every
+        regs = [m.regularizer for m in self.settings]
+        self.net = PackedMLP(self.members, s.dataset.input_dim, s.model.hidden, s.dataset.num_classes, s.model.activation)
+        for k, m in enumerate(self.settings):
+            self.net.init_member_(k, m.model, m.seed)
+        self.dropout = PackedDropout([r.dropout for r in regs], self.net.dropout_widths, self.batch_size)
+        self.penalties = nn.ModuleList(build_penalties(regs, s.model.activation, self.max_updates))
+        self.constraints = nn.ModuleList(build_constraints(regs))
+        self.schedules = PackedSchedules([m.optim for m in self.settings])
+        self.stats = TrainStats(self.members, [p.name for p in self.penalties])
+        self.register_buffer("update_count", torch.zeros(1, dtype=torch.long), persistent=False)
+        self.register_buffer("first_nonfinite", torch.full((self.members,), -1, dtype=torch.long), persistent=False)
+        self.register_buffer("running", torch.ones(self.members), persistent=False)  # multiplies the lr
+        self.phase = [RUNNING] * self.members
+        self.joins: dict[int, tuple[int, dict]] = {}  # slot -> (update, member state) of waiting slots
+        self.optimizer: Optional[PackedSGD] = None
+        self.step_fn: Optional[PackUpdate] = None
+        self.use_cuda_graph = False
+        self.last_eval: dict[int, dict[str, float]] = {}  # slot -> metrics of the latest evaluation
+        self.diverged: dict[int, int] = {}  # slot -> update of its first non-finite loss (latest evaluation)
+        self._updates_since_eval = 0
+        self._eval_correct: dict[str, torch.Tensor] = {}
+        self._eval_total: dict[str, int] = {}
 
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        m = momentum_at(self.cfg.optim, self.global_step)
-        for group in self.trainer.optimizers[0].param_groups:
-            group["momentum"] = m
+    # ------------------------------------------------------------------ members
+    @property
+    def update(self) -> int:
+        return int(self.update_count)
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x, y = batch
-        update = self.global_step
-        if self.needs_hidden:
-            logits, hidden = self.model(x, return_hidden=True)
-        else:
-            logits, hidden = self.model(x), []
-        data_loss = F.cross_entropy(logits, y)
-        loss = data_loss
-        for penalty in self.penalties:
-            value = penalty(self.model, hidden, update)
-            if value is not None:
-                loss = loss + value
-                self.train_penalty[penalty.name].update(value.detach())
-        self.train_loss.update(data_loss.detach())
-        self.train_accuracy.update(logits.detach(), y)
-        self.updates_since_eval += 1
-        first = self.first_nonfinite_update
-        first.copy_(torch.where((first < 0) & ~torch.isfinite(loss.detach()), update, first))
-        return loss
+    def resume(self, states: dict[int, dict]) -> None:
+        """Slots whose runs continue from a checkpoint (state from `member_state`). The pack starts at
+        the earliest update among all slots (0 for fresh ones); a slot joins when the pack reaches
+        its checkpoint's update (at the start of fit for the earliest)."""
+        start = min([s["update"] for s in states.values()] + ([0] if len(states) < self.members else []))
+        self.update_count.fill_(start)
+        for k, state in states.items():
+            self.joins[k] = (state["update"], state)
+            self.phase[k] = WAITING
 
-    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
-        super().optimizer_step(*args, **kwargs)
-        for constraint in self.constraints:
-            constraint.apply(self.model)
+    def _join(self, update: int) -> None:
+        for k, (at, state) in list(self.joins.items()):
+            if at == update:
+                self.load_member(k, state)
+                self.phase[k] = RUNNING
+                del self.joins[k]
+        self.running.copy_(torch.tensor([1.0 if p == RUNNING else 0.0 for p in self.phase]))
 
-    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def member_state(self, k: int) -> dict[str, Any]:
+        """Slot k as a pack of one: parameters [1, ...] under their module names, momentum buffers."""
+        params = dict(self.named_parameters())
+        state = {"state_dict": {n: p[k:k + 1].detach().cpu().clone() for n, p in params.items()},
+                 "update": self.update}
+        if self.optimizer is not None:
+            state["momentum"] = {n: self.optimizer.state[p]["momentum_buffer"][k:k + 1].cpu().clone()
+                                 for n, p in params.items()}
+        return state
+
+    @torch.no_grad()
+    def load_member(self, k: int, state: dict[str, Any]) -> None:
+        for n, p in self.named_parameters():
+            p[k:k + 1].copy_(state["state_dict"][n])
+            if self.optimizer is not None and "momentum" in state:
+                self.optimizer.state[p]["momentum_buffer"][k:k + 1].copy_(state["momentum"][n])
+        self.first_nonfinite[k] = -1
+
+    @torch.no_grad()
+    def retire(self, k: int) -> None:
+        """Freeze slot k (finished or diverged): zero weights, momentum and learning rate."""
+        self.phase[k] = RETIRED
+        for p in self.parameters():
+            p[k].zero_()
+            if self.optimizer is not None:
+                self.optimizer.state[p]["momentum_buffer"][k].zero_()
+        self.running[k] = 0.0
+
+    def mutable_state(self) -> list[torch.Tensor]:
+        """Every tensor an update writes (what a CUDA-graph warm-up must leave unchanged)."""
+        buffers = [self.optimizer.state[p]["momentum_buffer"] for p in self.parameters()] if self.optimizer else []
+        return [*self.parameters(), *buffers, *self.stats.buffers(), self.update_count, self.first_nonfinite]
+
+    # ------------------------------------------------------------------ Lightning: training
+    def configure_optimizers(self) -> PackedSGD:
+        self.optimizer = PackedSGD(self.parameters(), self.members)
+        return self.optimizer
+
+    def on_fit_start(self) -> None:
+        self._join(self.update)  # the slots that resume where the pack starts (the optimizer exists now)
+        dm = self.trainer.datamodule
+        x, y = dm.tensors["train"]
+        sizes = [m.dataset.train_subset or len(y) for m in self.settings]
+        self.batches = PackBatches(sizes, self.batch_size, [m.seed for m in self.settings])
+        self.step_fn = PackUpdate(self, x, y, use_graph=self.use_cuda_graph)
+
+    def intervals(self) -> list[tuple[int, int]]:
+        """(first update, number of updates) of each remaining interval: up to every multiple of
+        eval_every, and the budget's end."""
+        out, u = [], self.update
+        while u < self.max_updates:
+            end = min((u // self.eval_every + 1) * self.eval_every, self.max_updates)
+            out.append((u, end - u))
+            u = end
+        return out
+
+    def training_step(self, interval: tuple[int, int], batch_idx: int) -> None:
+        start, count = (int(v) for v in interval)
+        self._join(start)
+        self.dropout.reseed([m.seed for m in self.settings], start)
+        self.step_fn.run(start, count, self.batches.indices)
+        self._updates_since_eval = count
+
+    # ------------------------------------------------------------------ Lightning: evaluation
+    @property
+    def eval_splits(self) -> list[str]:
+        return self.trainer.datamodule.eval_splits
+
+    def on_validation_epoch_start(self) -> None:
+        self._eval_correct = {s: torch.zeros(self.members, dtype=torch.long, device=self.device)
+                              for s in self.eval_splits}
+        self._eval_total = {s: 0 for s in self.eval_splits}
+
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int,
                         dataloader_idx: int = 0) -> None:
         x, y = batch
-        split = self.trainer.datamodule.eval_splits[dataloader_idx]
-        self.eval_accuracy[split].update(self.model(x), y)
+        split = self.eval_splits[dataloader_idx]
+        for k in range(self.members):
+            if self.phase[k] == RUNNING:
+                self._eval_correct[split][k] += (self.net.member_logits(k, x).argmax(1) == y).sum()
+        self._eval_total[split] += len(y)
 
     def on_validation_epoch_end(self) -> None:
-        metrics: dict[str, float] = {}
-        if self.updates_since_eval:
-            metrics["train/loss"] = float(self.train_loss.compute())
-            metrics["train/error"] = _error_percent(self.train_accuracy)
-            for name, value in self.train_penalty.items():
-                if value.update_count:
-                    metrics[f"train/penalty_{name}"] = float(value.compute())
-            for metric in (self.train_loss, self.train_accuracy, *self.train_penalty.values()):
-                metric.reset()
-            self.updates_since_eval = 0
-        for split in self.trainer.datamodule.eval_splits:
-            metrics[f"{split}/error"] = _error_percent(self.eval_accuracy[split])
-            self.eval_accuracy[split].reset()
-        group = self.trainer.optimizers[0].param_groups[0] if self.trainer.optimizers else {}
-        metrics["lr"], metrics["momentum"] = group.get("lr", float("nan")), group.get("momentum", float("nan"))
-        self.last_eval = metrics
-        self.log_dict(metrics)  # for Lightning's loggers and callbacks a user may add
-        first = int(self.first_nonfinite_update)
-        if first >= 0:
-            self.diverged_at = first
-            self.trainer.should_stop = True
-
-    # ------------------------------------------------------------------ exact resume
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Lightning does not store RNG states; dropout masks after a resume need them."""
-        checkpoint["rng_state"] = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            checkpoint["rng_state"]["cuda"] = torch.cuda.get_rng_state_all()
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        state = checkpoint.get("rng_state", {})
-        if "torch" in state:
-            torch.set_rng_state(state["torch"])
-        if "cuda" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _error_percent(accuracy: MulticlassAccuracy) -> float:
-    """100 (1 - accuracy), rounded to 1e-4 % (accuracy is float32 inside torchmetrics)."""
-    return round(100.0 * (1.0 - float(accuracy.compute())), 4)
+        if self.trainer.sanity_checking or not self._updates_since_eval:
+            return
+        train = self.stats.read(self._updates_since_eval, self.batch_size)
+        correct = {s: c.tolist() for s, c in self._eval_correct.items()}
+        t = self.update_count.to(torch.float32)
+        lr, momentum = self.schedules.lr(t).tolist(), self.schedules.momentum(t).tolist()
+        first = self.first_nonfinite.tolist()
+        self.last_eval, self.diverged = {}, {}
+        for k in range(self.members):
+            if self.phase[k] != RUNNING:
+                continue
+            metrics = dict(train[k])
+            for split in self.eval_splits:
+                metrics[f"{split}/error"] = round(100.0 * (1.0 - correct[split][k] / self._eval_total[split]), 4)
+            metrics["lr"], metrics["momentum"] = lr[k], momentum[k]
+            self.last_eval[k] = metrics
+            if first[k] >= 0:
+                self.diverged[k] = first[k]
+        self._updates_since_eval = 0

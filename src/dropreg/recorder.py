@@ -1,54 +1,157 @@
-"""Callback that turns each evaluation into a `metrics.csv` row and a resumable `last.ckpt`.
+"""Callback that turns each evaluation of a pack into every running member's files and log lines.
 
-The rows and the wall time so far travel inside the checkpoint, so a run resumed from `last.ckpt`
-rewrites `metrics.csv` exactly as an uninterrupted run would have it.
+Per member and evaluation: a `metrics.csv` row, a progress line (update, data loss, errors, updates
+per second, ETA), the row for its Lightning logger if one is configured, and a `last.ckpt` holding
+the member's state, its rows and its wall time, so a resumed run rewrites `metrics.csv` exactly as
+an uninterrupted run. A member that diverged or reached its budget gets its `summary.json` (also
+stored in the checkpoint, from which a deleted summary is restored) and is retired from the pack.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
+import logging
+import platform
 import time
-from pathlib import Path
-from typing import Any
+from importlib import metadata
+from typing import Any, Optional
 
-import pandas as pd
 import pytorch_lightning as pl
-from pytorch_lightning.trainer.states import TrainerFn
 
-from .atomic import atomic_path
+from .config import TrainConfig
+from .module import RETIRED, PackedClassifier
+from .rundir import CHECKPOINT_FORMAT, RunDir
 
-METRICS_FILE = "metrics.csv"
-CHECKPOINT_FILE = "last.ckpt"
+log = logging.getLogger("dropreg.train")
+_VERSIONED = ("dropreg", "torch", "pytorch-lightning", "torchmetrics", "hydra-core", "numpy")
+# a run whose error never drops below this fraction of chance level has learned nothing
+CHANCE_FRACTION = 0.9
 
 
-class RunRecorder(pl.Callback):
-    def __init__(self, run_dir: str | Path) -> None:
-        self.run_dir = Path(run_dir)
-        self.rows: list[dict[str, float]] = []
-        self.wall_before = 0.0  # seconds spent in earlier (interrupted) attempts of this run
-        self.started = time.perf_counter()
+def versions() -> dict[str, str]:
+    return {"python": platform.python_version(), **{n: metadata.version(n) for n in _VERSIONED}}
 
-    @property
-    def last_update(self) -> int:
-        return int(self.rows[-1]["update"]) if self.rows else -1
 
-    def wall_seconds(self) -> float:
-        return self.wall_before + time.perf_counter() - self.started
+def device_description(trainer: pl.Trainer) -> str:
+    import torch
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows, "wall_seconds": self.wall_seconds()}
+    device = trainer.strategy.root_device
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.rows = list(state["rows"])
-        self.wall_before = float(state["wall_seconds"])
-        self.started = time.perf_counter()
 
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking:
+def learned_status(rows: list[dict[str, float]], num_classes: int) -> str:
+    """`failed_to_learn` when no evaluation of the run ever got below 90 % of chance-level error
+    (81 % for 10 classes), else `completed`."""
+    chance = 100.0 * (1.0 - 1.0 / num_classes)
+    errors = [r[k] for r in rows for k in ("val/error", "test/error") if k in r]
+    return "failed_to_learn" if errors and min(errors) >= CHANCE_FRACTION * chance else "completed"
+
+
+def _duration(seconds: float) -> str:
+    return str(_dt.timedelta(seconds=round(seconds)))
+
+
+class PackRecorder(pl.Callback):
+    def __init__(self, dirs: list[RunDir], settings: list[TrainConfig], resumed: dict[int, dict[str, Any]],
+                 dataset_md5: str) -> None:
+        """`dirs[k]`, `settings[k]`: slot k's run; `resumed[k]`: its checkpoint when it resumes."""
+        self.dirs, self.settings, self.dataset_md5 = dirs, settings, dataset_md5
+        self.rows = [list(resumed[k]["dropreg"]["rows"]) if k in resumed else [] for k in range(len(dirs))]
+        self.wall = [float(resumed[k]["dropreg"]["wall_seconds"]) if k in resumed else 0.0 for k in range(len(dirs))]
+        self.summaries: dict[int, dict[str, Any]] = {}
+        self.loggers: list[Optional[Any]] = [None] * len(dirs)
+        self._last = time.perf_counter()
+        self._last_update = 0
+
+    # ------------------------------------------------------------------ Lightning hooks
+    def on_fit_start(self, trainer: pl.Trainer, module: PackedClassifier) -> None:
+        self._last, self._last_update = time.perf_counter(), module.update
+        for k, s in enumerate(self.settings):
+            if s.logger._target_:
+                from hydra.utils import get_class
+
+                self.loggers[k] = get_class(s.logger._target_)(save_dir=str(self.dirs[k].path), **s.logger.kwargs)
+                self.loggers[k].log_hyperparams(self.dirs[k].config)
+
+    def on_validation_end(self, trainer: pl.Trainer, module: PackedClassifier) -> None:
+        if trainer.sanity_checking or not module.last_eval:
             return
-        row = {"update": trainer.global_step, **pl_module.last_eval}
-        self.rows = [r for r in self.rows if r["update"] != row["update"]] + [row]
-        with atomic_path(self.run_dir / METRICS_FILE) as tmp:
-            pd.DataFrame(self.rows).to_csv(tmp, index=False)
-        if trainer.state.fn == TrainerFn.FITTING:
-            # Lightning writes checkpoints through an fsspec transaction: temporary file, then rename
-            trainer.save_checkpoint(self.run_dir / CHECKPOINT_FILE)
+        now, update = time.perf_counter(), module.update
+        seconds = now - self._last
+        rate = (update - self._last_update) / seconds if seconds > 0 else float("nan")
+        self._last, self._last_update = now, update
+        for k, metrics in module.last_eval.items():
+            self._record(k, update, metrics, seconds, rate, module, trainer)
+        module.last_eval = {}
+        if all(p == RETIRED for p in module.phase):
+            trainer.should_stop = True
+
+    def on_fit_end(self, trainer: pl.Trainer, module: PackedClassifier) -> None:
+        for lg in self.loggers:
+            if lg is not None:
+                lg.finalize("success")
+
+    # ------------------------------------------------------------------ one member's evaluation
+    def _record(self, k: int, update: int, metrics: dict[str, float], seconds: float, rate: float,
+                module: PackedClassifier, trainer: pl.Trainer) -> None:
+        run, s = self.dirs[k], self.settings[k]
+        self.wall[k] += seconds
+        row = {"update": update, **metrics}
+        self.rows[k] = [r for r in self.rows[k] if r["update"] != update] + [row]
+        run.write_metrics(self.rows[k])
+        status = None
+        if k in module.diverged:
+            status = "diverged"
+        elif update >= s.optim.max_updates:
+            status = learned_status(self.rows[k], s.dataset.num_classes)
+        summary = self._summary(k, status, module, trainer) if status else None
+        state = module.member_state(k)
+        run.write_checkpoint({
+            "pytorch-lightning_version": pl.__version__,
+            "state_dict": state["state_dict"],
+            "hyper_parameters": {"configs": [run.config]},
+            "dropreg": {"format": CHECKPOINT_FORMAT, "run_id": run.run_id, "config": run.config, "update": update,
+                        "momentum": state.get("momentum", {}), "rows": self.rows[k], "wall_seconds": self.wall[k],
+                        "dataset_md5": self.dataset_md5, "summary": summary},
+        })
+        if summary is not None:
+            run.write_summary(summary)
+            self.summaries[k] = summary
+            module.retire(k)
+        if self.loggers[k] is not None:
+            self.loggers[k].log_metrics(metrics, step=update)
+        self._progress(run, s, row, rate, status)
+
+    def _summary(self, k: int, status: str, module: PackedClassifier, trainer: pl.Trainer) -> dict[str, Any]:
+        rows, run = self.rows[k], self.dirs[k]
+        val = [(r["val/error"], int(r["update"])) for r in rows if "val/error" in r]
+        best_val = min(val) if val else (None, None)
+        return {
+            "run_id": run.run_id,
+            "run_dir": str(run.path),
+            "status": status,
+            "diverged_at_update": module.diverged.get(k),
+            "test_error": rows[-1]["test/error"],
+            "best_val_error": best_val[0],
+            "best_val_update": best_val[1],
+            "final_val_error": val[-1][0] if val else None,
+            "final_train_error": rows[-1].get("train/error"),  # dropout active, averaged since the last row
+            "updates": int(rows[-1]["update"]),
+            "wall_seconds": round(self.wall[k], 3),  # the pack's time while this run was in it
+            "pack_size": module.members,
+            "device": device_description(trainer),
+            "dataset_md5": self.dataset_md5,
+            "versions": versions(),
+            "config": run.config,
+        }
+
+    def _progress(self, run: RunDir, s: TrainConfig, row: dict[str, float], rate: float, status: Optional[str]) -> None:
+        total, update = s.optim.max_updates, int(row["update"])
+        errors = "  ".join(f"{split} {row[f'{split}/error']:.2f}%" for split in ("train", "val", "test")
+                           if f"{split}/error" in row)
+        eta = _duration((total - update) / rate) if rate == rate and rate > 0 else "?"
+        end = f"  -> {status}" if status else ""
+        log.info(f"{run.path.parent.name}/{run.run_id}  update {update:,}/{total:,}  loss {row['train/loss']:.4f}  "
+                 f"{errors}  {rate:,.0f} upd/s  ETA {eta}{end}")

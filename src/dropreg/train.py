@@ -1,178 +1,210 @@
-"""One training run: `python -m dropreg.train <Hydra overrides> hydra.run.dir=<run dir>`.
+"""Training runs, one or many at once: `train_pack` trains K runs as one batched network (a pack),
+`train` is a pack of one.
 
-Writes into the run dir: `config.yaml` (resolved), `metrics.csv` (one row per evaluation),
-`last.ckpt` (resumable; carries the config), and at the end `summary.json`. Started again in a run
-dir holding `last.ckpt`, it resumes; in one holding `summary.json` of the same config, it does nothing.
-A run whose loss becomes NaN/inf stops, is summarized as `diverged`, and exits 0 so a study goes on.
+Each run writes its own run dir (see `dropreg.rundir`): `config.yaml`, `metrics.csv`, `last.ckpt`,
+and at its end `summary.json`. Started again, a run resumes from its checkpoint, an ended run is not
+redone, and a run dir holding another config's run keeps that run under replaced/. A run whose loss
+becomes NaN/inf is summarized as `diverged` at the next evaluation and retired from its pack while
+the others go on; a run that never gets below 90 % of chance-level error ends `failed_to_learn`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import platform
 import sys
 import warnings
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-from omegaconf import DictConfig, OmegaConf
+from .config import CudaGraph, TrainConfig, check_packable, validate
 
-from .atomic import write_json, write_text
-from .config import ConfigError, compose, one_line, validate, without_hydra
-
-SUMMARY_FILE = "summary.json"
-CONFIG_FILE = "config.yaml"
-_VERSIONED = ("dropreg", "torch", "pytorch-lightning", "torchmetrics", "hydra-core", "numpy")
+log = logging.getLogger("dropreg.train")
 
 
-class RunDirConflict(ConfigError):
-    """The run dir already holds a run of a different config."""
-
-
-def first_difference(a: Any, b: Any, prefix: str = "") -> Optional[str]:
-    """Dotted key of the first difference between two nested dicts (None when equal)."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        for key in list(a) + [k for k in b if k not in a]:
-            found = first_difference(a.get(key), b.get(key), f"{prefix}{key}.")
-            if found:
-                return found
-        return None
-    return None if a == b else f"{prefix[:-1]}: {a!r} there, {b!r} now"
-
-
-# settings that change how a run executes but not what it computes: free to differ on a resume
-_OPERATIONAL = ("threads", "progress_bar")
-
-
-def _results_relevant(config: dict) -> dict:
-    return {**config, "trainer": {k: v for k, v in config["trainer"].items() if k not in _OPERATIONAL}}
-
-
-def _check_same_run(run_dir: Path, stored: dict, config: dict, what: str) -> None:
-    diff = first_difference(_results_relevant(stored), _results_relevant(config))
-    if diff:
-        raise RunDirConflict(f"{run_dir / what} belongs to another config ({diff}); "
-                             "use another hydra.run.dir or delete that run dir")
-
-
-def device_description(trainer) -> str:
-    import torch
-
-    device = trainer.strategy.root_device
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-
-
-def versions() -> dict[str, str]:
-    return {"python": platform.python_version(), **{n: metadata.version(n) for n in _VERSIONED}}
+class TrainError(RuntimeError):
+    """A run that cannot start (message: one line naming the culprit)."""
 
 
 def _quiet_lightning() -> None:
+    """Lightning's informational chatter off, its warnings kept (minus three that do not apply)."""
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning 2.6 on torch 2.13
     # inside SLURM jobs we run one process on purpose (see the LightningEnvironment plugin below)
     warnings.filterwarnings("ignore", message="The `srun` command is available")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def train(cfg: DictConfig, run_dir: str | Path, callbacks: Iterable = ()) -> dict[str, Any]:
-    """Train (or resume, or skip if finished) the run `cfg` in `run_dir`; return its summary."""
-    settings = validate(cfg)
-    config = OmegaConf.to_container(without_hydra(cfg))
-    run_dir = Path(run_dir)
-    summary_path, ckpt_path = run_dir / SUMMARY_FILE, run_dir / "last.ckpt"
-    if summary_path.is_file():
-        summary = json.loads(summary_path.read_text())
-        _check_same_run(run_dir, summary["config"], config, SUMMARY_FILE)
-        print(f"dropreg.train: {summary_path} exists ({summary['status']}); nothing to do", file=sys.stderr)
-        return summary
+def train(config: dict[str, Any], run_dir: str | Path, callbacks: Iterable = ()) -> dict[str, Any]:
+    """Train (or resume, or leave alone if ended) one run; return its summary."""
+    return train_pack([config], [run_dir], callbacks)[0]
 
+
+def train_pack(configs: list[dict[str, Any]], run_dirs: list[str | Path], callbacks: Iterable = ()) -> list[dict[str, Any]]:
+    """Train the runs `configs[k]` (resolved configs) in `run_dirs[k]` as one pack; their summaries.
+
+    Raises ConfigError/PackError (bad or unpackable configs), PreparedDataError (data), RunDirBusy
+    (a run dir held by another process) before anything is trained or written."""
+    from .data.datamodule import PreparedDataModule
+    from .rundir import RunDir
+
+    if len(set(map(str, run_dirs))) != len(run_dirs):
+        raise TrainError("one run dir given for two runs of a pack")
+    settings = [validate(c) for c in configs]
+    check_packable(configs, [str(d) for d in run_dirs])
+    datamodule = PreparedDataModule(settings[0].dataset, settings[0].trainer.eval_batch_size)
+    md5 = datamodule.check(settings)["npz_md5"]
+    dirs = [RunDir(d, c, md5, notify=log.warning) for d, c in zip(run_dirs, configs)]
+    try:
+        for d in sorted(dirs, key=lambda d: str(d.path)):
+            d.lock()
+        found = [d.inspect() for d in dirs]
+        summaries = {i: s for i, (kind, s) in enumerate(found) if kind == "finished"}
+        todo = [i for i, (kind, _) in enumerate(found) if kind != "finished"]
+        for i in summaries:
+            log.info(f"{dirs[i].path}: ended earlier ({summaries[i]['status']}); nothing to do")
+        if todo:
+            resumed = {slot: found[i][1] for slot, i in enumerate(todo) if found[i][0] == "resume"}
+            done = _fit([dirs[i] for i in todo], [settings[i] for i in todo], resumed, datamodule, md5, callbacks)
+            summaries.update({i: done[slot] for slot, i in enumerate(todo) if slot in done})
+    finally:
+        for d in dirs:
+            d.unlock()
+    missing = [str(dirs[i].path) for i in range(len(dirs)) if i not in summaries]
+    if missing:
+        raise TrainError(f"training stopped before these runs ended: {', '.join(missing)}")
+    return [summaries[i] for i in range(len(dirs))]
+
+
+def _fit(dirs, settings: list[TrainConfig], resumed: dict[int, dict], datamodule, md5: str,
+         callbacks: Iterable) -> dict[int, dict[str, Any]]:
     import pytorch_lightning as pl
     import torch
     from lightning_fabric.plugins.environments import LightningEnvironment
 
-    from .data.datamodule import PreparedDataModule
-    from .module import RegularizedClassifier
-    from .recorder import RunRecorder
-
-    resume = ckpt_path.is_file()
-    if resume:
-        stored = torch.load(ckpt_path, map_location="cpu", weights_only=False)["hyper_parameters"]["config"]
-        _check_same_run(run_dir, stored, config, ckpt_path.name)
-    write_text(run_dir / CONFIG_FILE, OmegaConf.to_yaml(config))
+    from .cpu_memory import keep_freed_memory
+    from .module import PackedClassifier
+    from .recorder import PackRecorder
 
     _quiet_lightning()
-    if settings.trainer.threads:
-        torch.set_num_threads(settings.trainer.threads)
-    pl.seed_everything(settings.seed, verbose=False)
-    datamodule = PreparedDataModule(settings.dataset, settings.optim.batch_size,
-                                    settings.trainer.eval_batch_size, settings.seed)
-    module = RegularizedClassifier(config)
-    recorder = RunRecorder(run_dir)
+    t = settings[0].trainer
+    if t.threads:
+        torch.set_num_threads(t.threads)
+    torch.set_float32_matmul_precision(t.matmul_precision)
+    module = PackedClassifier([d.config for d in dirs])
+    module.resume({k: {"update": c["dropreg"]["update"], "state_dict": c["state_dict"],
+                       "momentum": c["dropreg"].get("momentum", {})} for k, c in resumed.items()})
+    recorder = PackRecorder(dirs, settings, resumed, md5)
     trainer = pl.Trainer(
-        accelerator=settings.trainer.accelerator, devices=1, precision=settings.trainer.precision,
-        max_steps=settings.optim.max_updates, val_check_interval=settings.trainer.eval_every,
-        check_val_every_n_epoch=None, num_sanity_val_steps=0, deterministic=settings.trainer.deterministic,
-        logger=False, enable_checkpointing=False, enable_model_summary=False,
-        enable_progress_bar=settings.trainer.progress_bar, default_root_dir=run_dir,
+        accelerator=t.accelerator, devices=1, precision=t.precision, max_epochs=1, val_check_interval=1,
+        num_sanity_val_steps=0, deterministic=t.deterministic, logger=False, enable_checkpointing=False,
+        enable_model_summary=False, enable_progress_bar=False, log_every_n_steps=1,
         callbacks=[recorder, *callbacks],
         # One process, one device, also inside a SLURM job: Snakemake submits, retries and resumes;
         # Lightning's SLURM integration (auto-requeue, rank detection) stays out of the way.
         plugins=[LightningEnvironment()],
     )
-    print(f"dropreg.train: {'resuming' if resume else 'starting'} {run_dir} "
-          f"({settings.regularizer.name}, {settings.model.name}, {settings.dataset.name}, "
-          f"seed {settings.seed}, {settings.optim.max_updates} updates)", file=sys.stderr)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path if resume else None)
-    if module.diverged_at is None and recorder.last_update != trainer.global_step:
-        trainer.validate(module, datamodule=datamodule, verbose=False)  # the final model's errors
-
-    rows = recorder.rows
-    val = [(r["val/error"], int(r["update"])) for r in rows if "val/error" in r]
-    best_val = min(val) if val else (None, None)
-    summary = {
-        "status": "diverged" if module.diverged_at is not None else "completed",
-        "diverged_at_update": module.diverged_at,
-        "test_error": rows[-1]["test/error"],
-        "best_val_error": best_val[0],
-        "best_val_update": best_val[1],
-        "final_val_error": val[-1][0] if val else None,
-        "final_train_error": rows[-1].get("train/error"),  # dropout active, averaged since the last row
-        "updates": trainer.global_step,
-        "wall_seconds": round(recorder.wall_seconds(), 3),
-        "device": device_description(trainer),
-        "versions": versions(),
-        "config": config,
-    }
-    write_json(summary_path, summary)
-    return summary
+    device = trainer.strategy.root_device
+    if device.type == "cpu":
+        keep_freed_memory()
+    if CudaGraph(t.cuda_graph) is CudaGraph.on and device.type != "cuda":
+        raise TrainError(f"trainer.cuda_graph=on: needs a CUDA device, training would run on {device}")
+    module.use_cuda_graph = device.type == "cuda" and CudaGraph(t.cuda_graph) is not CudaGraph.off
+    for d in dirs:
+        d.write_config()
+    starts = sorted({c["dropreg"]["update"] for c in resumed.values()})
+    log.info(f"training {len(dirs)} run{'s' if len(dirs) > 1 else ''} as one pack on {device}"
+             f"{' (CUDA graph)' if module.use_cuda_graph else ''}: {', '.join(d.run_id for d in dirs)}"
+             f"{f'; resuming from update {starts}' if starts else ''}")
+    trainer.fit(module, datamodule=datamodule)
+    return recorder.summaries
 
 
-def cli(argv: Optional[list[str]] = None) -> int:
-    """Compose and validate the config (one-line error, exit 2, before any training), then train."""
+# ----------------------------------------------------------------------------- the command line
+_INFO_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc",
+               "--version", "--resolve", "--package", "-p")
+_MULTIRUN_FLAGS = ("-m", "--multirun")
+
+
+def _expand(overrides: list[str], multirun: bool) -> list[list[str]]:
+    """The runs a command line asks for: with -m every combination of its sweeps, else one."""
+    import itertools
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = [o for o in OverridesParser.create().parse_overrides(overrides) if not o.key_or_group.startswith("hydra")]
+    choices = []
+    for o in parsed:
+        if multirun and o.is_sweep_override():
+            choices.append([f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()])
+        else:
+            choices.append([o.input_line])
+    return [list(c) for c in itertools.product(*choices)]
+
+
+def _one_line_errors() -> tuple[type[BaseException], ...]:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from .config import ConfigError
     from .data.prepared import PreparedDataError
+    from .rundir import RunDirBusy
 
-    argv = sys.argv[1:] if argv is None else argv
+    return ConfigError, HydraException, OmegaConfBaseException, PreparedDataError, RunDirBusy, TrainError
+
+
+def _result_line(run_dir: str, summary: dict[str, Any]) -> str:
+    if summary["status"] == "diverged":
+        return f"dropreg.train: {run_dir}: diverged at update {summary['diverged_at_update']}"
+    note = " (failed to learn: chance level)" if summary["status"] == "failed_to_learn" else ""
+    return (f"dropreg.train: {run_dir}: test error {summary['test_error']:.2f}% after {summary['updates']} updates "
+            f"({summary['wall_seconds']:.1f} s, {summary['device']}){note}")
+
+
+def _task(cfg) -> None:
+    """Hydra's task: one run in Hydra's output dir (hydra.run.dir, or the sweep's subdir under -m)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from .config import as_container, one_line, settings_of
+
+    run_dir = HydraConfig.get().runtime.output_dir
     try:
-        cfg = compose(argv)
-        validate(cfg)
-        run_dir = Path(cfg.hydra.run.dir)
-        summary = train(cfg, run_dir)
-    except (ConfigError, HydraException, OmegaConfBaseException, PreparedDataError) as exc:
+        summary = train(as_container(settings_of(cfg)), run_dir)
+    except _one_line_errors() as exc:
         print(f"dropreg.train: error: {one_line(exc)}", file=sys.stderr)
-        return 2
-    status = summary["status"]
-    if status == "diverged":
-        print(f"dropreg.train: {run_dir}: diverged at update {summary['diverged_at_update']}")
-    else:
-        print(f"dropreg.train: {run_dir}: test error {summary['test_error']:.2f}% after "
-              f"{summary['updates']} updates ({summary['wall_seconds']:.1f} s, {summary['device']})")
+        raise SystemExit(2) from None
+    print(_result_line(run_dir, summary), flush=True)
+
+
+def cli(argv: Optional[list[str]] = None) -> int:
+    """`python -m dropreg.train`: a Hydra app (--help, --cfg, --info, -m, --shell-completion). Every
+    run it would start is composed and validated first, so a bad key or value fails in one line
+    (exit 2) before any run begins or any directory is made."""
+    import hydra
+
+    from .config import Composer, conf_dir, one_line, register_schema, settings_of
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    flags = [a for a in argv if a.startswith("-")]
+    overrides = [a for a in argv if not a.startswith("-")]
+    if not any(f.split("=")[0] in _INFO_FLAGS for f in flags):
+        try:
+            compose = Composer()
+            for run in _expand(overrides, multirun=any(f in _MULTIRUN_FLAGS for f in flags)):
+                settings_of(compose(run))
+        except _one_line_errors() as exc:
+            print(f"dropreg.train: error: {one_line(exc)}", file=sys.stderr)
+            return 2
+    register_schema()
+    app = hydra.main(config_path=str(conf_dir()), config_name="train", version_base="1.3")(_task)
+    saved = sys.argv
+    sys.argv = ["dropreg.train", *argv]
+    try:
+        app()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    finally:
+        sys.argv = saved
     return 0
 
 

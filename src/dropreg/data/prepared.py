@@ -87,25 +87,52 @@ def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
                 np.lib.format.write_array(f, np.ascontiguousarray(arr), allow_pickle=False)
 
 
-def load_prepared(data_dir: str | Path, name: str, verify: bool = True) -> PreparedData:
-    """Read a prepared dataset; check it against its manifest (md5, counts)."""
+_REMEDY = "prepare it again (python -m dropreg.data prepare {name}, or delete it and rerun the pipeline)"
+
+
+def load_manifest(data_dir: str | Path, name: str) -> dict[str, Any]:
+    """Read and check `<name>.manifest.json`; a missing, unreadable or incomplete one is one error."""
     npz, man = npz_path(data_dir, name), manifest_path(data_dir, name)
     for path in (npz, man):
         if not path.is_file():
             raise PreparedDataError(
                 f"{path}: not found; dataset {name!r} is not prepared (run `python -m dropreg.data "
                 f"prepare {name}` or the pipeline's prepare rule)")
-    manifest = json.loads(man.read_text())
+    remedy = _REMEDY.format(name=name)
+    try:
+        manifest = json.loads(man.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PreparedDataError(f"{man}: not a readable JSON manifest ({exc.__class__.__name__}); {remedy}") from exc
+    if not isinstance(manifest, dict):
+        raise PreparedDataError(f"{man}: a manifest is a JSON object, this is a {type(manifest).__name__}; {remedy}")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise PreparedDataError(f"{man}: format_version={manifest.get('format_version')!r}, "
-                                f"this dropreg reads {FORMAT_VERSION}; prepare it again")
+                                f"this dropreg reads {FORMAT_VERSION}; {remedy}")
+    counts = manifest.get("counts")
+    problems = [k for k in ("npz_md5", "image_shape", "class_counts") if k not in manifest]
+    if not isinstance(counts, dict) or any(not isinstance(counts.get(s), int) for s in SPLITS):
+        problems.append("counts")
+    if problems:
+        raise PreparedDataError(f"{man}: lacks {', '.join(problems)}; {remedy}")
+    return manifest
+
+
+def load_prepared(data_dir: str | Path, name: str, verify: bool = True) -> PreparedData:
+    """Read a prepared dataset; check it against its manifest (md5, counts)."""
+    npz, man = npz_path(data_dir, name), manifest_path(data_dir, name)
+    manifest = load_manifest(data_dir, name)
+    remedy = _REMEDY.format(name=name)
     if verify and (actual := md5sum(npz)) != manifest["npz_md5"]:
         raise PreparedDataError(f"{npz}: md5 {actual} differs from {manifest['npz_md5']} in {man.name}; "
-                                "the file changed after preparation, prepare it again")
-    with np.load(npz) as z:
-        arrays = {s: (z[f"{s}_x"], z[f"{s}_y"]) for s in SPLITS}
+                                "the file changed after preparation, " + remedy)
+    try:
+        with np.load(npz, allow_pickle=False) as z:
+            arrays = {s: (z[f"{s}_x"], z[f"{s}_y"]) for s in SPLITS}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
+        raise PreparedDataError(f"{npz}: not a readable prepared dataset ({' '.join(str(exc).split())[:120]}); "
+                                f"{remedy}") from exc
     for s in SPLITS:
         if len(arrays[s][1]) != manifest["counts"][s]:
             raise PreparedDataError(f"{npz}: split {s} has {len(arrays[s][1])} examples, "
-                                    f"manifest says {manifest['counts'][s]}")
+                                    f"manifest says {manifest['counts'][s]}; {remedy}")
     return PreparedData(arrays, manifest)

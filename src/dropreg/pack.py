@@ -1,0 +1,60 @@
+"""`python -m dropreg.pack SPEC.json`: train the runs of one pack, as the pipeline's training jobs do.
+
+A spec (`results/<preset>/packs/<study>/<pack>.json`, written by the pipeline) names the pack's runs,
+each with its run dir and resolved config. All of them train in this one process as one batched
+network (see `dropreg.train.train_pack`); each run writes its own run dir. Progress goes to stdout,
+one line per run and evaluation. Exit 0 when every run ended (diverged runs included), 2 when the
+spec, a config, the data or a run dir is unusable (one line, before anything is trained).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+
+class SpecError(ValueError):
+    pass
+
+
+def load_spec(path: str | Path) -> dict[str, Any]:
+    try:
+        spec = json.loads(Path(path).read_text())
+        members = spec["members"]
+        if not members or not all({"run_id", "run_dir", "config"} <= set(m) for m in members):
+            raise KeyError("members")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SpecError(f"{path}: not a readable pack spec ({exc.__class__.__name__}: {exc}); rerun the pipeline "
+                        "to write it again") from exc
+    return spec
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .config import one_line
+    from .train import _one_line_errors, train_pack
+
+    parser = argparse.ArgumentParser(prog="python -m dropreg.pack", description=__doc__.splitlines()[0])
+    parser.add_argument("spec", help="results/<preset>/packs/<study>/<pack>.json")
+    args = parser.parse_args(argv)
+    logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        spec = load_spec(args.spec)
+        members = spec["members"]
+        summaries = train_pack([m["config"] for m in members], [m["run_dir"] for m in members])
+    except (SpecError, *_one_line_errors()) as exc:
+        print(f"dropreg.pack: error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    counts: dict[str, int] = {}
+    for s in summaries:
+        counts[s["status"]] = counts.get(s["status"], 0) + 1
+    print(f"dropreg.pack: {args.spec}: {len(summaries)} runs, "
+          + ", ".join(f"{n} {status}" for status, n in sorted(counts.items())), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
