@@ -29,7 +29,13 @@ CHANCE_FRACTION = 0.9
 
 
 def versions() -> dict[str, str]:
-    return {"python": platform.python_version(), **{n: metadata.version(n) for n in _VERSIONED}}
+    def version(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:  # e.g. run from a source tree that is not installed
+            return "not installed"
+
+    return {"python": platform.python_version(), **{n: version(n) for n in _VERSIONED}}
 
 
 def device_description(trainer: pl.Trainer) -> str:

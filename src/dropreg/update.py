@@ -90,27 +90,46 @@ class PackUpdate:
 
     def _capture(self) -> None:
         """Capture one update as a CUDA graph. A few eager updates first let cuBLAS and autograd set
-        themselves up outside the capture; the state they changed is put back, so the graph's first
-        replay is the run's next update."""
-        saved = [t.clone() for t in self.m.mutable_state()] + [self.pos.clone()]
+        themselves up outside the capture; everything they changed (weights, momenta, statistics,
+        counters, dropout generators) is put back, so the graph's first replay is the run's next
+        update."""
+        with self._undone():
+            self._warm_up()
+        self.m.optimizer.zero_grad(set_to_none=True)
+        self.graph = self._record()
+
+    @contextlib.contextmanager
+    def _undone(self):
+        state = [*self.m.mutable_state(), self.pos]
+        saved = [t.clone() for t in state]
         rng = [gen.get_state() for gen in self.m.dropout.generators]
-        side = torch.cuda.Stream()
+        yield
+        with torch.no_grad():
+            for target, value in zip(state, saved):
+                target.copy_(value)
+        for gen, value in zip(self.m.dropout.generators, rng):
+            gen.set_state(value)
+
+    def _warm_up(self) -> None:
+        if self.x.device.type != "cuda":
+            for _ in range(WARMUP):
+                self()
+            return
+        side = torch.cuda.Stream()  # warm-up off the default stream, as PyTorch's graph docs do
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             for _ in range(WARMUP):
                 self()
         torch.cuda.current_stream().wait_stream(side)
-        for target, value in zip([*self.m.mutable_state(), self.pos], saved):
-            target.copy_(value)
-        for gen, state in zip(self.m.dropout.generators, rng):
-            gen.set_state(state)
+
+    def _record(self):
+        """The captured update (its `replay()` runs one update on the device)."""
         graph = torch.cuda.CUDAGraph()
-        for gen in self.m.dropout.generators:
+        for gen in self.m.dropout.generators:  # per-run generators: read at every replay
             graph.register_generator_state(gen)
-        self.m.optimizer.zero_grad(set_to_none=True)
         with torch.cuda.graph(graph):
             self()
-        self.graph = graph
+        return graph
 
 
 def _no_autocast(device_type: str):
