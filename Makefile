@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: demo report test test-slow test-gpu bench install clean
 
@@ -11,6 +12,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e .
 	touch $(STAMP)
+
+# the test extra (pytest, snakefmt) on top
+$(TEST_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(TEST_STAMP)
 
 install: $(STAMP)
 
@@ -21,13 +27,13 @@ demo: $(STAMP)
 	$(VENV)/bin/snakemake --cores $(CORES) --config preset=demo
 	@cat figures/demo/table9/table9.md
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(PY) -m pytest
 
-test-slow: $(STAMP)
+test-slow: $(TEST_STAMP)
 	$(PY) -m pytest -m slow
 
-test-gpu: $(STAMP)
+test-gpu: $(TEST_STAMP)
 	$(PY) -m pytest -m gpu
 
 bench: $(STAMP)

@@ -1,16 +1,18 @@
-"""The DAG: download -> prepare -> train (one Hydra run per grid cell) -> summarize -> figures.
+"""The DAG: download -> prepare -> [tune -> select] -> train (one job per pack) -> summarize -> figures.
 
-    snakemake --cores N                          # preset `paper` (conf/pipeline/paper.yaml)
+    snakemake --cores N                          # preset `paper` (presets/paper.yaml)
     snakemake --cores N --config preset=demo     # every study in miniature, offline, CPU
+    snakemake --cores N --config preset=demo overrides='[optim.max_updates=2000]'
     snakemake figures --config preset=demo       # redraw figures from existing results
     snakemake --report report.html --config preset=demo
 
 Rules stay thin: each one calls a `python -m dropreg.<stage>` command; the logic lives in src/dropreg/.
+Every run of the preset is composed and validated when this file is read (dropreg.pipeline.load).
 """
 
 import os
-import shlex
 import sys
+from pathlib import Path
 
 from snakemake.utils import min_version
 
@@ -28,6 +30,14 @@ R = PIPE.results  # results/<preset>
 FIG = PIPE.figures_dir  # figures/<preset>
 LOGS = f"logs/{PIPE.preset}"
 STUDIES = list(PIPE.config["studies"])
+# Every pack is a rule of its own (train_<study>_<stage><n>: its outputs are its runs' summaries);
+# `--set-resources train:...` (e.g. in profiles/slurm) applies to all of them.
+_set = workflow.resource_settings.overwrite_resources
+if "train" in _set:
+    workflow.resource_settings.overwrite_resources = {
+        **_set,
+        **{p.rule: _set["train"] for p in PIPE.packs if p.rule not in _set},
+    }
 
 
 report: "report/workflow.rst"
@@ -40,18 +50,21 @@ envvars:
 wildcard_constraints:
     study="|".join(STUDIES),
     dataset="[a-z0-9_]+",
-    run="[A-Za-z0-9_.-]+",
+    pack="(tune|final)[0-9]+",
 
 
 # On a cluster these run on the submit host: downloads need the internet that compute nodes often
-# lack, and summaries/figures take seconds.
+# lack; the rest takes seconds.
 localrules:
     all,
     figures,
     download,
+    pack_spec,
+    select,
     summarize,
     plot,
     plot_table,
+    plot_tuning,
 
 
 rule all:
@@ -86,42 +99,80 @@ rule prepare:
         "python -m dropreg.data prepare {wildcards.dataset} > {log} 2>&1"
 
 
-rule train:
+# What a pack trains: its runs' dirs and resolved configs (final runs of a tuned study with the
+# values tuning selected). Rewritten whenever a member's overrides or resolved config change.
+rule pack_spec:
     input:
-        lambda w: f"data/prepared/{PIPE.study(w.study)['dataset']}.manifest.json",
+        lambda w: ([PIPE.selected_path(w.study)] if w.pack.startswith("final") and PIPE.tuned(w.study) else []),
     output:
-        f"{R}/runs/{{study}}/{{run}}/summary.json",
+        f"{R}/packs/{{study}}/{{pack}}.json",
     log:
-        f"{LOGS}/train/{{study}}/{{run}}.log",
+        f"{LOGS}/packs/{{study}}/{{pack}}.log",
     params:
-        overrides=lambda w: shlex.join(PIPE.runs[w.study][w.run].overrides),
-        run_dir=lambda w: PIPE.run_dir(w.study, w.run),
-    threads: PIPE.config["threads_per_run"]
-    resources:
-        gpu=PIPE.config["gpus_per_run"],
-        runtime=lambda w: PIPE.study(w.study).get("runtime_min", PIPE.config["runtime_min"]),
-        mem_mb=lambda w: PIPE.study(w.study).get("mem_mb", PIPE.config["mem_mb"]),
+        signature=lambda w: PIPE.signature(PIPE.pack(w.study, w.pack)),
+    run:
+        PIPE.write_spec(wildcards.study, wildcards.pack, output[0])
+
+
+for _pack in PIPE.packs:
+
+    rule:
+        name:
+            _pack.rule
+        input:
+            spec=PIPE.spec_path(_pack),
+            data=f"data/prepared/{PIPE.study(_pack.study)['dataset']}.manifest.json",
+        output:
+            [f"{r.run_dir}/summary.json" for r in _pack.runs],
+        log:
+            f"{LOGS}/train/{_pack.study}/{_pack.name}.log",
+        threads: PIPE.config.get("threads_per_pack", 1)
+        resources:
+            gpu=PIPE.config.get("gpus_per_pack", 0),
+            runtime=PIPE.study(_pack.study).get("runtime_min", PIPE.config.get("runtime_min", 60)),
+            mem_mb=PIPE.study(_pack.study).get("mem_mb", PIPE.config.get("mem_mb", 4000)),
+        shell:
+            "python -m dropreg.pack {input.spec} --threads {threads} > {log} 2>&1"
+
+
+rule select:
+    input:
+        summaries=lambda w: PIPE.summaries(w.study, "tune"),
+        specs=lambda w: PIPE.specs(w.study, "tune"),
+    output:
+        selected=f"{R}/{{study}}/selected.yaml",
+        table=f"{R}/{{study}}/tuning.csv",
+    log:
+        f"{LOGS}/select/{{study}}.log",
     shell:
-        "python -m dropreg.train {params.overrides} trainer.threads={threads} "
-        "hydra.run.dir={params.run_dir} > {log} 2>&1"
+        "python -m dropreg.select --study {wildcards.study} --selected {output.selected} "
+        "--table {output.table} {input.specs} > {log} 2>&1"
 
 
 rule summarize:
     input:
-        lambda w: PIPE.summaries(w.study),
+        summaries=lambda w: PIPE.summaries(w.study),
+        specs=lambda w: PIPE.specs(w.study),
     output:
         f"{R}/{{study}}.csv",
     log:
         f"{LOGS}/summarize/{{study}}.log",
-    params:
-        columns=lambda w: shlex.join(f"--column={c}" for c in PIPE.sweep_columns(w.study)),
     shell:
-        "python -m dropreg.summarize --study {wildcards.study} --out {output} {params.columns} {input} > {log} 2>&1"
+        "python -m dropreg.summarize --study {wildcards.study} --out {output} {input.specs} > {log} 2>&1"
 
 
-# Figures depend on the plotting code, so editing it redraws figures and retrains nothing. Tables
-# (table9, notmnist_table) are the same rule with .md and .tex outputs added.
+# Figures depend on the plotting code, so editing it redraws figures and retrains nothing. Each
+# figure job writes its caption from the runs it drew (<figure>.caption.rst); the report shows it.
 PLOT_CODE = [f"{workflow.basedir}/src/dropreg/{name}" for name in ("figures.py", "tables.py", "paper.py")]
+
+
+def _figure(study_kind):
+    return report(
+        f"{FIG}/{study_kind}.png",
+        caption="report/figure.rst",
+        category="{study}",
+        labels={"study": "{study}", "figure": "{kind}"},
+    )
 
 
 rule plot:
@@ -129,27 +180,38 @@ rule plot:
         results=f"{R}/{{study}}.csv",
         code=PLOT_CODE,
     output:
-        png=report(f"{FIG}/{{study}}/{{kind}}.png", caption="report/figure.rst", category="{study}",
-                   labels={"study": "{study}", "figure": "{kind}"}),
+        png=_figure("{study}/{kind}"),
         pdf=f"{FIG}/{{study}}/{{kind}}.pdf",
-    wildcard_constraints:
-        kind="learning_curves|weight_histograms|dropout_rate|dataset_size|lambda_sweep",
+        caption=f"{FIG}/{{study}}/{{kind}}.caption.rst",
     log:
         f"{LOGS}/figures/{{study}}/{{kind}}.log",
+    wildcard_constraints:
+        kind="learning_curves|weight_histograms|dropout_rate|dataset_size|lambda_sweep|table9_ci",
     params:
         out=lambda w: f"{FIG}/{w.study}/{w.kind}",
-        caption=lambda w: PIPE.describe(w.study),
+        caption_file=lambda w, output: Path(output.caption),  # read by the report, not a tracked param
     shell:
-        "python -m dropreg.figures {wildcards.kind} --results {input.results} --out {params.out} "
-        "--caption {params.caption:q} > {log} 2>&1"
+        "python -m dropreg.figures {wildcards.kind} --results {input.results} --out {params.out} > {log} 2>&1"
 
 
 use rule plot as plot_table with:
     output:
-        png=report(f"{FIG}/{{study}}/{{kind}}.png", caption="report/figure.rst", category="{study}",
-                   labels={"study": "{study}", "figure": "{kind}"}),
+        png=_figure("{study}/{kind}"),
         pdf=f"{FIG}/{{study}}/{{kind}}.pdf",
+        caption=f"{FIG}/{{study}}/{{kind}}.caption.rst",
         md=f"{FIG}/{{study}}/{{kind}}.md",
         tex=f"{FIG}/{{study}}/{{kind}}.tex",
     wildcard_constraints:
         kind="|".join(sorted(TABLE_FIGURES)),
+
+
+use rule plot as plot_tuning with:
+    input:
+        results=f"{R}/{{study}}/tuning.csv",
+        code=PLOT_CODE,
+    output:
+        png=_figure("{study}/{kind}"),
+        pdf=f"{FIG}/{{study}}/{{kind}}.pdf",
+        caption=f"{FIG}/{{study}}/{{kind}}.caption.rst",
+    wildcard_constraints:
+        kind="tuning",

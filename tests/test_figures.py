@@ -1,89 +1,191 @@
-"""Figure and table functions on small fixture results (no training)."""
+"""Figure and table functions on small fixture results (no training): paper overlays, error bars
+only with several seeds, the paper's labels, captions from what ran, LaTeX that compiles."""
 
 from __future__ import annotations
+
+import json
+import re
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from matplotlib.container import ErrorbarContainer
 
+from conftest import resolved
+from dropreg import figures
 from dropreg.figures import FIGURES, FigureInputError
 from dropreg.paper import TABLE9_TEST_ERROR
-from dropreg.tables import table9
+from dropreg.tables import latex_escape, table9
 
 REGS = ["none", "dropout", "l2", "l2_l1_late", "l2_kl_sparsity", "max_norm", "dropout_l2", "dropout_max_norm"]
 
 
-def fake_run(run_dir, seed: int, error: float, sweep: dict | None = None) -> None:
+def fake_run(run_dir, reg: str, seed: int, error: float, sparse: bool = False, **config_overrides) -> None:
     run_dir.mkdir(parents=True)
-    pd.DataFrame({"update": [100, 200], "train/error": [20.0, 10.0], "val/error": [12.0, error + 1],
-                  "test/error": [11.0, error]}).to_csv(run_dir / "metrics.csv", index=False)
+    pd.DataFrame({"update": [100, 200], "train/loss": [1.0, 0.5], "train/error": [20.0, 10.0],
+                  "val/error": [12.0, error + 1], "test/error": [11.0, error]}).to_csv(run_dir / "metrics.csv", index=False)
     gen = torch.Generator().manual_seed(seed)
-    torch.save({"state_dict": {"model.hidden_layers.0.weight": torch.randn(16, 784, generator=gen) * 0.05}},
-               run_dir / "last.ckpt")
+    w = torch.randn(1, 784, 16, generator=gen) * 0.05
+    if sparse:
+        w[torch.rand(w.shape, generator=gen) < 0.6] = 0.0
+    torch.save({"state_dict": {"net.layers.0.weight": w}}, run_dir / "last.ckpt")
+    overrides = [f"regularizer={reg}", "model.hidden=[16]", "model.init=lecun_normal", "optim=demo",
+                 *(f"{k}={v}" for k, v in config_overrides.items())]
+    (run_dir / "summary.json").write_text(json.dumps({"config": resolved(*overrides)}))
 
 
 def results(tmp_path, rows: list[dict]) -> pd.DataFrame:
     out = []
     for i, r in enumerate(rows):
         run_dir = tmp_path / "runs" / f"run{i}"
-        fake_run(run_dir, r.get("seed", 1), r["test_error"])
-        out.append({"status": "completed", "final_train_error": 10.0, "seed": 1, **r, "run_dir": str(run_dir)})
+        fake_run(run_dir, r["regularizer"], r.get("seed", 1), r["test_error"], sparse=r.pop("sparse", False))
+        out.append({"status": "completed", "final_train_error": 10.0, "seed": 1, "selected": "", **r,
+                    "run_dir": str(run_dir)})
     return pd.DataFrame(out)
 
 
 @pytest.fixture
+def drawn(monkeypatch):
+    """The figures and captions the figure functions produce (still open, for inspection)."""
+    got = {}
+    real = figures._save
+
+    def keep(fig, out, caption):
+        got["fig"], got["caption"] = fig, caption
+        fig.canvas.draw()
+        real(fig, out, caption)
+
+    monkeypatch.setattr(figures, "_save", keep)
+    return got
+
+
+@pytest.fixture
 def table9_results(tmp_path):
-    rows = [{"regularizer": reg, "seed": s, "test_error": 2.0 + 0.1 * i + 0.2 * s}
-            for i, reg in enumerate(REGS) for s in (1, 2, 3)]
+    rows = [{"regularizer": reg, "seed": s, "test_error": 2.0 + 0.1 * i + 0.2 * s,
+             "selected": "lr 0.1" if reg != "none" else ""} for i, reg in enumerate(REGS) for s in (1, 2, 3)]
     rows.append({"regularizer": "max_norm", "seed": 4, "test_error": 90.0, "status": "diverged"})
     return results(tmp_path, rows)
 
 
-def test_table9_holds_paper_and_our_numbers(table9_results, tmp_path):
+def _labels(fig) -> list[str]:
+    out = []
+    for ax in fig.axes:
+        out += [t.get_text() for t in ax.get_yticklabels()] + [ax.get_title()]
+        legend = ax.get_legend()
+        if legend:
+            out += [t.get_text() for t in legend.get_texts()]
+    return out
+
+
+def test_table9_holds_paper_and_our_numbers_by_the_papers_labels(table9_results, tmp_path, drawn):
     out = str(tmp_path / "fig" / "table9")
-    (tmp_path / "fig").mkdir()
-    FIGURES["table9"](table9_results, out, "Preset `t`, 3 seeds.", "fixture.csv")
-    for ext in ("png", "pdf", "md", "tex"):
+    FIGURES["table9"](table9_results, out, "fixture.csv")
+    for ext in ("png", "pdf", "md", "tex", "caption.rst"):
         assert (tmp_path / "fig" / f"table9.{ext}").stat().st_size > 0
     md = (tmp_path / "fig" / "table9.md").read_text()
-    assert md.startswith("Preset `t`, 3 seeds.")
-    for reg, paper in TABLE9_TEST_ERROR.items():
+    for paper in TABLE9_TEST_ERROR.values():
         assert f"{paper:.2f}" in md
-    # l2 is row 2: errors 2.4, 2.6, 2.8 -> 2.60 ± 0.20, difference 2.60 - 1.62
-    assert "| 2.60 ± 0.20 (n=3)" in md and "+0.98" in md
-    assert "(1 diverged)" in md  # max_norm's diverged seed is counted, not averaged
+    # l2 is row 3: errors 2.4, 2.6, 2.8 -> 2.60 ± 0.20; not at paper scale, so ranks, not differences
+    assert "| 2.60 ± 0.20 (n=3)" in md and "Our rank" in md and "Ours − paper" not in md
+    assert "(n=3) [1 diverged]" in md  # max_norm's diverged seed is counted, not averaged
+    assert "L2 + L1 applied towards the end of training" in md and "l2_l1_late" not in md
+    assert "Dropout + Max-norm" in " ".join(_labels(drawn["fig"]))
+    caption = drawn["caption"]
+    assert "mnist5k" in caption and "784-16-10" in caption and "2,000 updates" in caption and "seeds 1, 2, 3" in caption
+    assert "Chosen on the validation split first" in caption and "Dropout gain" in caption
     t = table9(table9_results)
     assert t.loc[t.regularizer == "max_norm", "ours_mean"].item() == pytest.approx(2.9)  # 2.7, 2.9, 3.1
-    tex = (tmp_path / "fig" / "table9.tex").read_text()
+    assert len(drawn["fig"].axes) == 2  # the paper's panel beside ours
+    assert any(isinstance(c, ErrorbarContainer) for c in drawn["fig"].axes[1].containers)  # n = 3: error bars
+
+
+def test_no_error_bars_with_one_seed(tmp_path, drawn):
+    frame = results(tmp_path, [{"regularizer": r, "test_error": 3.0 + i} for i, r in enumerate(REGS)])
+    FIGURES["table9"](frame, str(tmp_path / "t9"), "fixture.csv")
+    assert not any(isinstance(c, ErrorbarContainer) for ax in drawn["fig"].axes for c in ax.containers)
+    assert "one seed each, no error bars" in " ".join(_labels(drawn["fig"]))
+
+
+def test_latex_output_has_no_unescaped_specials(table9_results, tmp_path):
+    out = str(tmp_path / "t9")
+    FIGURES["table9"](table9_results, out, "fixture.csv")
+    tex = (tmp_path / "t9.tex").read_text()
     assert "\\begin{tabular}" in tex and "1.05" in tex
+    body = re.sub(r"\\[a-zA-Z]+|\\[_%&$#{}]|\$[^$]*\$", "", tex)  # drop commands, escapes, math
+    assert not re.search(r"[_%#]", body), body
+    assert all(ord(ch) < 128 for ch in tex)  # pdflatex-safe: the ±, −, λ, → are math commands
+    assert latex_escape("l2_l1 50% ±1 → λ") == r"l2\_l1 50\% $\pm$1 $\to$ $\lambda$"
 
 
-@pytest.mark.parametrize("kind, extra", [
-    ("learning_curves", {}),
-    ("weight_histograms", {}),
-    ("dropout_rate", {"p": [0.5, 1.0]}),
-    ("dataset_size", {"n": [100, 1000]}),
-    ("lambda_sweep", {"lam": [1e-4, 1e-2], "bias": [False, True]}),
-    ("notmnist_table", {"n": [np.nan, 500.0]}),
+def test_table9_ci_tests_neighbouring_rows(table9_results, tmp_path, drawn):
+    FIGURES["table9_ci"](table9_results, str(tmp_path / "ci"), "fixture.csv")
+    t = table9(table9_results)
+    assert t["ours_ci"].notna().all() and t["p_vs_previous"].iloc[1:].notna().all()
+    texts = [t.get_text() for t in drawn["fig"].axes[0].texts]
+    assert any(s.startswith("p = ") for s in texts) and any("paper gap" in s for s in texts)
+    assert "Welch" in drawn["caption"]
+
+
+def test_weight_histograms_show_l1_sparse_and_max_norm_bounded(tmp_path, drawn):
+    frame = results(tmp_path, [{"regularizer": "none", "test_error": 3.0},
+                               {"regularizer": "l2_l1_late", "test_error": 3.0, "sparse": True},
+                               {"regularizer": "max_norm", "test_error": 3.0}])
+    FIGURES["weight_histograms"](frame, str(tmp_path / "w"), "fixture.csv")
+    titles = [ax.get_title() for ax in drawn["fig"].axes]
+    share = {t.split("\n")[0]: float(re.search(r"< 1e-3: ([\d.]+)%", t)[1]) for t in titles if "1e-3" in t}
+    assert share["L2 + L1 applied towards the end of training"] > 50 > share["No regularization (ours)"]
+    max_norm_axes = [ax for ax in drawn["fig"].axes if any(t.get_text().startswith("c = ") for t in ax.texts)]
+    assert len(max_norm_axes) == 1  # the radius is drawn where there is one
+
+
+@pytest.mark.parametrize("kind, axis, values, regs, paper_label", [
+    ("dropout_rate", "p", [0.5, 1.0], ["dropout_max_norm"], "paper Fig. 9a: test"),
+    ("dataset_size", "n", [100, 1000], ["none", "dropout"], "paper Fig. 10: with dropout"),
 ])
-def test_each_figure_is_drawn(tmp_path, kind, extra):
-    rows = []
-    for reg in ("none", "dropout"):
-        keys = list(extra)
-        for values in zip(*extra.values()) if extra else [()]:
-            rows.append({"regularizer": reg, "test_error": 5.0 + len(rows), **dict(zip(keys, values))})
-    frame = results(tmp_path, rows)
-    out = tmp_path / "out" / kind
-    out.parent.mkdir()
-    FIGURES[kind](frame, str(out), "caption", "fixture.csv")
-    assert out.with_suffix(".png").stat().st_size > 1000 and out.with_suffix(".pdf").is_file()
-    if kind == "notmnist_table":
-        md = out.with_suffix(".md").read_text()
-        assert "first 500" in md and "all" in md
+def test_sweep_figures_overlay_the_papers_values(tmp_path, drawn, kind, axis, values, regs, paper_label):
+    rows = [{"regularizer": reg, "test_error": 5.0 + i, axis: v, "seed": s}
+            for reg in regs for i, v in enumerate(values) for s in (1, 2)]
+    FIGURES[kind](results(tmp_path, rows), str(tmp_path / kind), "fixture.csv")
+    labels = _labels(drawn["fig"])
+    assert paper_label in labels
+    assert any(isinstance(c, ErrorbarContainer) for c in drawn["fig"].axes[0].containers)  # 2 seeds: error bars
+    if kind == "dataset_size":
+        assert "ours: Dropout (ours)" in labels
 
 
-def test_missing_sweep_column_is_named(tmp_path):
+def test_each_other_figure_is_drawn(tmp_path, drawn):
+    rows = [{"regularizer": reg, "test_error": 5.0 + i, "lam": lam, "bias": bias}
+            for i, (reg, lam, bias) in enumerate([(r, lam, b) for r in ("l1", "l2") for lam in (1e-4, 1e-2)
+                                                  for b in (False, True)])]
+    FIGURES["lambda_sweep"](results(tmp_path / "a", rows), str(tmp_path / "lam"), "fixture.csv")
+    assert {"biases penalized", "biases not penalized"} <= set(_labels(drawn["fig"]))
+    rows = [{"regularizer": reg, "test_error": 5.0 + i, "n": n} for i, (reg, n) in
+            enumerate([(r, n) for r in ("none", "l2", "dropout") for n in (np.nan, 500.0)])]
+    FIGURES["notmnist_table"](results(tmp_path / "b", rows), str(tmp_path / "nm"), "fixture.csv")
+    md = (tmp_path / "nm.md").read_text()
+    assert "first 500" in md and "all" in md and "Dropout (ours)" in md
+    assert "on mnist5k" in drawn["fig"].axes[0].get_title()  # the dataset that actually ran
+    frame = results(tmp_path / "c", [{"regularizer": r, "test_error": 4.0, "seed": s} for r in ("none", "dropout")
+                                     for s in (1, 2)])
+    FIGURES["learning_curves"](frame, str(tmp_path / "lc"), "fixture.csv")
+    assert [ax.get_yscale() for ax in drawn["fig"].axes] == ["log", "log"]
+
+
+def test_missing_sweep_column_and_no_completed_run_are_named(tmp_path):
     frame = results(tmp_path, [{"regularizer": "dropout", "test_error": 3.0}])
     with pytest.raises(FigureInputError, match=r"fixture.csv: column 'p' missing"):
-        FIGURES["dropout_rate"](frame, str(tmp_path / "x"), "", "fixture.csv")
+        FIGURES["dropout_rate"](frame, str(tmp_path / "x"), "fixture.csv")
+
+
+
+def test_a_study_whose_runs_all_failed_gets_figures_that_say_so(tmp_path):
+    frame = results(tmp_path, [{"regularizer": "none", "test_error": 90.0, "status": "diverged"},
+                               {"regularizer": "l2", "test_error": 90.0, "status": "failed_to_learn"}])
+    frame.to_csv(tmp_path / "s.csv", index=False)
+    for kind in ("learning_curves", "weight_histograms", "table9"):
+        assert figures.main([kind, "--results", str(tmp_path / "s.csv"), "--out", str(tmp_path / kind)]) == 0
+        assert (tmp_path / f"{kind}.png").stat().st_size > 0
+    assert "No run of this study completed" in (tmp_path / "learning_curves.caption.rst").read_text()
+    assert "1 diverged, 1 failed to learn" in (tmp_path / "weight_histograms.caption.rst").read_text()
+    assert "[1 diverged]" in (tmp_path / "table9.md").read_text()

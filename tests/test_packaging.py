@@ -38,3 +38,19 @@ def test_environment_yml_pins_match_pyproject():
 def test_torch_is_pinned():
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     assert "torch==2.13.0" in deps
+
+
+def test_test_tools_are_an_extra_that_make_test_installs():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert not any(d.startswith(("pytest", "snakefmt")) for d in project["dependencies"])
+    assert {d.split(">")[0] for d in project["optional-dependencies"]["test"]} == {"pytest", "snakefmt"}
+    assert "'.[test]'" in (ROOT / "Makefile").read_text()
+
+
+def test_snakefile_is_snakefmt_clean():
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "snakefmt", "--check", str(ROOT / "Snakefile")], capture_output=True,
+                          text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr

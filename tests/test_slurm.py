@@ -48,14 +48,14 @@ class _Resources(dict):
 
 
 def test_profile_sbatch_arguments_for_a_training_job(tmp_path):
-    """The paper preset's training job through the profile: one GPU, 4 CPUs per GPU, 240 min, 8 GB."""
+    """The paper preset's Table 9 pack through the profile: one GPU, 4 CPUs per GPU, its wall time and memory."""
     from snakemake_executor_plugin_slurm.submit_string import get_submit_command
     from snakemake_executor_plugin_slurm.utils import set_gres_string
 
     proc = snakemake("-n", "--workflow-profile", PROFILE, "--config", "preset=paper", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-2000:]
-    jobs = re.findall(r"rule train:\n((?:    .*\n)+)", proc.stdout)
-    table9 = next(j for j in jobs if "runs/table9/" in j)
+    jobs = re.findall(r"rule train_table9_final1:\n((?:    .*\n)+)", proc.stdout)
+    table9 = next(j for j in jobs if "runs/table9/" in j)  # the pack of Table 9's 24 final runs
     resources = _resources(re.search(r"resources: (.*)", table9)[1])
     threads = int(m[1]) if (m := re.search(r"threads: (\d+)", table9)) else 1
     job = SimpleNamespace(resources=_Resources(resources), threads=threads)
@@ -63,14 +63,19 @@ def test_profile_sbatch_arguments_for_a_training_job(tmp_path):
               "partition": "", "workdir": str(tmp_path)}
     call = get_submit_command(job, params) + set_gres_string(job)
     assert "--gpus=1" in call and "--cpus-per-gpu=4" in call
-    assert "-t 240" in call and "--mem 8000" in call
+    study = yaml.safe_load((ROOT / "presets" / "paper.yaml").read_text())["studies"]["table9"]
+    paper = yaml.safe_load((ROOT / "presets" / "paper.yaml").read_text())
+    assert f"-t {study.get('runtime_min', paper['runtime_min'])}" in call
+    assert f"--mem {study.get('mem_mb', paper['mem_mb'])}" in call
     assert "--ntasks=" not in call  # GPU jobs get no implicit task geometry
 
 
 def _tiny_preset(tmp_path: Path, regularizers: list[str], updates: int, every: int) -> str:
-    cfg = yaml.safe_load((ROOT / "conf" / "pipeline" / "demo.yaml").read_text())
+    cfg = yaml.safe_load((ROOT / "presets" / "demo.yaml").read_text())
+    cfg["preset"] = "tiny"
     cfg["overrides"] = ["model.init=lecun_normal", f"optim.max_updates={updates}", f"trainer.eval_every={every}"]
-    cfg["studies"] = {"table9": {**cfg["studies"]["table9"], "regularizers": regularizers, "figures": []}}
+    study = {k: v for k, v in cfg["studies"]["table9"].items() if k != "tune"}
+    cfg["studies"] = {"table9": {**study, "regularizers": regularizers, "seeds": [1], "figures": []}}
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return str(path)
@@ -90,22 +95,22 @@ def cluster():
 @pytest.mark.slurm
 def test_demo_target_through_sbatch_equals_local_run(cluster, tmp_path):
     preset = _tiny_preset(tmp_path, ["none", "dropout_max_norm"], updates=60, every=30)
-    target = "results/demo/table9.csv"
+    target = "results/tiny/table9.csv"
     started = time.monotonic()
     remote = snakemake(*TEST_SITE, target, "--config", f"preset={preset}", cwd=tmp_path / "slurm")
     assert remote.returncode == 0, remote.stdout[-3000:] + remote.stderr[-3000:]
     seconds = time.monotonic() - started
     out = remote.stdout + remote.stderr
     job_ids = re.findall(r"submitted with SLURM jobid (\d+)", out)
-    assert len(job_ids) == 3, out[-2000:]  # prepare + 2 trainings; summarize is a local rule
+    assert len(job_ids) == 2, out[-2000:]  # prepare + one pack of 2 runs; specs and summarize are local rules
     logs = list((tmp_path / "slurm" / ".snakemake" / "slurm_logs").rglob("*.log"))
     assert {re.search(r"(\d+)\.log$", p.name)[1] for p in logs} >= set(job_ids)
 
     local = snakemake(*LOCAL, target, "--config", f"preset={preset}", cwd=tmp_path / "local")
     assert local.returncode == 0, local.stdout[-2000:]
     for run in ("none-seed1", "dropout_max_norm-seed1"):
-        a = tmp_path / "slurm" / "results" / "demo" / "runs" / "table9" / run
-        b = tmp_path / "local" / "results" / "demo" / "runs" / "table9" / run
+        a = tmp_path / "slurm" / "results" / "tiny" / "runs" / "table9" / run
+        b = tmp_path / "local" / "results" / "tiny" / "runs" / "table9" / run
         assert filecmp.cmp(a / "metrics.csv", b / "metrics.csv", shallow=False)
         sa, sb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
         assert (sa["test_error"], sa["best_val_error"], sa["updates"]) == (sb["test_error"], sb["best_val_error"], sb["updates"])
@@ -115,7 +120,7 @@ def test_demo_target_through_sbatch_equals_local_run(cluster, tmp_path):
 @pytest.mark.slurm
 def test_cancelled_training_resumes_from_checkpoint(cluster, tmp_path):
     preset = _tiny_preset(tmp_path, ["dropout_max_norm"], updates=3000, every=100)
-    target = "results/demo/runs/table9/dropout_max_norm-seed1/summary.json"
+    target = "results/tiny/runs/table9/dropout_max_norm-seed1/summary.json"
     run_dir = tmp_path / "slurm" / Path(target).parent
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory",
            str(tmp_path / "slurm"), *TEST_SITE, target, "--config", f"preset={preset}"]
@@ -135,7 +140,7 @@ def test_cancelled_training_resumes_from_checkpoint(cluster, tmp_path):
     output, _ = proc.communicate(timeout=400)
     assert cancelled, "the training job finished before it could be cancelled:\n" + output[-2000:]
     assert proc.returncode == 0, output[-3000:]
-    log = (tmp_path / "slurm" / "logs" / "demo" / "train" / "table9" / "dropout_max_norm-seed1.log").read_text()
+    log = (tmp_path / "slurm" / "logs" / "tiny" / "train" / "table9" / "final1.log").read_text()
     assert "resuming" in log, log[-1500:]
     assert len(re.findall(r"submitted with SLURM jobid (\d+)", output)) >= 3  # prepare, train, its retry
 

@@ -1,18 +1,26 @@
-"""Figures (PNG + PDF, paper-sized, seaborn) drawn from a study's results table and run dirs only.
+"""Figures (PNG + PDF, paper-sized) and their captions, drawn from a study's results only.
 
     python -m dropreg.figures KIND --results results/<preset>/<study>.csv --out figures/<preset>/<study>/KIND
-        [--caption TEXT]
 
-KIND: table9 (also .md, .tex), learning_curves, weight_histograms, dropout_rate, dataset_size,
-lambda_sweep, notmnist_table (also .md, .tex). Nothing here trains; diverged runs are left out of
-means and curves and counted in the titles and tables.
+KIND: table9 (+ .md, .tex), table9_ci, learning_curves, weight_histograms, dropout_rate, dataset_size,
+lambda_sweep, notmnist_table (+ .md, .tex), and tuning (--results results/<preset>/<study>/tuning.csv).
+
+Every figure also writes `<out>.caption.rst`, the caption the report shows: what the figure shows
+and what actually ran (dataset, model, budget, seeds, the values tuning selected), read from the
+runs' own configs. Methods carry the paper's labels; the paper's values are drawn beside ours
+wherever the paper has them; error bars appear only where there are several seeds, and say so.
+Runs that diverged or failed to learn are left out of means and curves and counted in the caption.
+Nothing here trains.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import matplotlib
 
@@ -22,24 +30,93 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from .atomic import atomic_path  # noqa: E402
-from .tables import (TABLE9_ORDER, completed, notmnist_table, table9, table9_display,  # noqa: E402
-                     write_latex, write_markdown)
+from . import paper  # noqa: E402
+from .atomic import atomic_path, write_text  # noqa: E402
+from .tables import (completed, dropout_gain, method_label, notmnist_table, sweep_axes, table9,  # noqa: E402
+                     table9_display, write_latex, write_markdown)
 
 WIDTH = 3.4  # inches: one column of a two-column paper
 sns.set_theme(context="paper", style="whitegrid", font_scale=0.9)
+COLORS = dict(zip(paper.TABLE9_ORDER, sns.color_palette("tab10", len(paper.TABLE9_ORDER))))
+PAPER_STYLE = dict(color="black", marker="D", linestyle="--", linewidth=1, markersize=4)
 
 
 class FigureInputError(ValueError):
-    """A results table that lacks what a figure needs (names the file and the column)."""
+    """A results table that lacks what a figure needs (names the file and what is missing)."""
 
 
-def _save(fig: plt.Figure, out: str) -> None:
-    """out.png and out.pdf, each written to a temporary name first."""
+# ----------------------------------------------------------------------------- what ran
+@dataclass
+class Runs:
+    """What a study's results say about the runs behind a figure."""
+
+    frame: pd.DataFrame
+    config: dict  # the first run's resolved config
+    source: str
+
+    @classmethod
+    def read(cls, frame: pd.DataFrame, source: str) -> "Runs":
+        if frame.empty:
+            raise FigureInputError(f"{source}: no runs")
+        summary = json.loads((Path(frame["run_dir"].iloc[0]) / "summary.json").read_text())
+        return cls(frame, summary["config"], source)
+
+    @property
+    def paper_scale(self) -> bool:
+        return paper.is_paper_scale(self.config)
+
+    @property
+    def model(self) -> str:
+        c = self.config
+        widths = "-".join(str(w) for w in [c["dataset"]["input_dim"], *c["model"]["hidden"], c["dataset"]["num_classes"]])
+        return f"{widths} {c['model']['activation']}"
+
+    @property
+    def data(self) -> str:
+        d = self.config["dataset"]
+        try:
+            counts = json.loads((Path(d["data_dir"]) / f"{d['name']}.manifest.json").read_text())["counts"]
+            n = counts["train"] + (0 if d["use_validation"] else counts["val"])
+            what = f"{n:,} training images" + ("" if d["use_validation"] else ", validation merged in")
+        except (OSError, ValueError, KeyError):
+            what = "train split" if d["use_validation"] else "train + validation"
+        return f"{d['name']} ({what})"
+
+    @property
+    def budget(self) -> str:
+        o = self.config["optim"]
+        return f"{o['max_updates']:,} updates of batch {o['batch_size']} (optimizer {o['name']})"
+
+    @property
+    def short(self) -> str:
+        return f"{self.config['dataset']['name']}, {self.model}, {self.config['optim']['max_updates']:,} updates"
+
+    def seeds(self) -> str:
+        seeds = sorted(set(int(s) for s in self.frame["seed"]))
+        return f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {', '.join(map(str, seeds))}"
+
+    def status_note(self) -> str:
+        counts = self.frame["status"].value_counts()
+        bad = [f"{counts[s]} {s.replace('_', ' ')}" for s in ("diverged", "failed_to_learn") if s in counts]
+        return f" Left out of means and curves: {', '.join(bad)} run(s)." if bad else ""
+
+    def caption(self, what: str) -> str:
+        text = (f"{what} {self.data}; {self.model} net; {self.budget}; {self.seeds()}; "
+                f"{len(self.frame)} runs.{self.status_note()}")
+        if "selected" in self.frame and self.frame["selected"].fillna("").astype(bool).any():
+            picks = self.frame.drop_duplicates("regularizer")[["regularizer", "selected"]]
+            text += " Chosen on the validation split first: " + "; ".join(
+                f"{method_label(r)}: {s}" for r, s in picks.itertuples(index=False) if isinstance(s, str) and s) + "."
+        return text
+
+
+def _save(fig: plt.Figure, out: str, caption: str) -> None:
+    """out.png, out.pdf and out.caption.rst, each written to a temporary name first."""
     for ext in ("png", "pdf"):
         with atomic_path(f"{out}.{ext}") as tmp:
             fig.savefig(tmp, format=ext, dpi=200, bbox_inches="tight")
     plt.close(fig)
+    write_text(f"{out}.caption.rst", caption + "\n")
 
 
 def _need(frame: pd.DataFrame, column: str, source: str) -> None:
@@ -48,159 +125,403 @@ def _need(frame: pd.DataFrame, column: str, source: str) -> None:
                                f"columns are {list(frame.columns)})")
 
 
-def _diverged_note(frame: pd.DataFrame) -> str:
-    n = int((frame["status"] == "diverged").sum())
-    return f" ({n} diverged run{'s' if n != 1 else ''} left out)" if n else ""
+class NothingToDraw(Exception):
+    """No run of the study completed: the figure says so instead of plotting."""
 
 
-def _order(frame: pd.DataFrame) -> list[str]:
-    present = list(dict.fromkeys(frame["regularizer"]))
-    return [r for r in TABLE9_ORDER if r in present] + [r for r in present if r not in TABLE9_ORDER]
+def _with_runs(frame: pd.DataFrame, source: str, what: str) -> pd.DataFrame:
+    done = completed(frame)
+    if done.empty:
+        raise NothingToDraw(what)
+    return done
 
 
-# ----------------------------------------------------------------------------- figures
-def plot_table9(frame: pd.DataFrame, out: str, caption: str, source: str) -> None:
+def _nothing_to_draw(frame: pd.DataFrame, out: str, source: str, what: str) -> None:
+    """The figure of a study none of whose runs completed: what happened to them, in words."""
+    counts = ", ".join(f"{n} {s.replace('_', ' ')}" for s, n in frame["status"].value_counts().items())
+    fig, ax = plt.subplots(figsize=(WIDTH, WIDTH * 0.5))
+    ax.axis("off")
+    ax.text(0.5, 0.5, f"No run completed ({counts}):\nnothing to draw for {what}.", ha="center", va="center",
+            fontsize=8, transform=ax.transAxes)
+    try:
+        caption = Runs.read(frame, source).caption(f"No run of this study completed, so there is nothing to draw for "
+                                                   f"{what}.")
+    except (OSError, ValueError, KeyError):
+        caption = f"No run of this study completed ({counts}), so there is nothing to draw for {what}."
+    _save(fig, out, caption)
+
+
+def _order(regs) -> list[str]:
+    present = list(dict.fromkeys(regs))
+    return [r for r in paper.TABLE9_ORDER if r in present] + [r for r in present if r not in paper.TABLE9_ORDER]
+
+
+def _n_note(n: pd.Series) -> str:
+    lo, hi = int(n.min()), int(n.max())
+    return f"n = {lo}" if lo == hi else f"n = {lo}–{hi}"
+
+
+# ----------------------------------------------------------------------------- Table 9
+def plot_table9(frame: pd.DataFrame, out: str, source: str) -> None:
+    runs = Runs.read(frame, source)
     table = table9(frame)
-    fig, ax = plt.subplots(figsize=(WIDTH * 1.6, 0.35 * len(table) + 1.0))
     y = np.arange(len(table))
-    ax.errorbar(table["ours_mean"], y, xerr=table["ours_sd"].fillna(0), fmt="o", color="C0", capsize=3,
-                label="ours (mean ± sd over seeds)")
-    has_paper = table["paper"].notna()
-    ax.scatter(table.loc[has_paper, "paper"], y[has_paper.to_numpy()], marker="D", color="black", zorder=3,
-               label="paper (Table 9)")
-    for yi, r in zip(y, table.itertuples()):
-        if not pd.isna(r.difference):
-            ax.annotate(f"{r.difference:+.2f}", (max(r.ours_mean, r.paper), yi), xytext=(6, -3),
-                        textcoords="offset points", fontsize=7)
-    ax.set_yticks(y, table["method"])
-    ax.invert_yaxis()
-    ax.set_xlabel("test error (%)")
-    ax.set_title("MNIST, Table 9: paper vs ours" + _diverged_note(frame), fontsize=9)
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.6 / len(table)), ncol=2)
-    lo, hi = ax.get_xlim()
-    ax.set_xlim(lo, hi + 0.12 * (hi - lo))  # room for the differences
-    _save(fig, out)
-    display = table9_display(table)
+    several = table["n"] > 1
+    labels = [m + (f"\n[{s}]" if s else "") for m, s in zip(table["method"], table["selected"])]
+    ours_label = (f"ours: mean ± sd over seeds ({_n_note(table['n'])})" if several.any()
+                  else "ours (one seed each, no error bars)")
+    if runs.paper_scale:
+        fig, axes = plt.subplots(1, 1, figsize=(WIDTH * 1.7, 0.42 * len(table) + 1.2))
+        panels = [(axes, True, True)]
+    else:  # errors on a small dataset are not the paper's scale: two panels, one row each
+        fig, axes = plt.subplots(1, 2, figsize=(WIDTH * 2.2, 0.42 * len(table) + 1.2), sharey=True,
+                                 gridspec_kw={"width_ratios": [1, 1.4]})
+        panels = [(axes[0], True, False), (axes[1], False, True)]
+    for ax, show_paper, show_ours in panels:
+        if show_paper:
+            has = table["paper"].notna().to_numpy()
+            ax.scatter(table.loc[has, "paper"], y[has], marker="D", color="black", zorder=3,
+                       label="paper, Table 9 (MNIST, 1M updates)")
+            ax.set_xlabel("paper test error (%)" if not show_ours else "test error (%)")
+        if show_ours:
+            for yi, r in zip(y, table.itertuples()):
+                color = COLORS.get(r.regularizer, "C0")
+                if r.n > 1:
+                    ax.errorbar(r.ours_mean, yi, xerr=r.ours_sd, fmt="o", color=color, capsize=3)
+                elif r.n == 1:
+                    ax.plot(r.ours_mean, yi, "o", color=color)
+                else:
+                    ax.annotate("no completed run", (0, yi), xycoords=("axes fraction", "data"), fontsize=7)
+                if runs.paper_scale and not pd.isna(r.difference):
+                    ax.annotate(f"{r.difference:+.2f}", (max(r.ours_mean, r.paper), yi), xytext=(6, -3),
+                                textcoords="offset points", fontsize=7)
+            ax.plot([], [], "o", color="gray", label=ours_label)
+            ax.set_xlabel("test error (%)" if runs.paper_scale else f"our test error (%) — {runs.short}")
+        ax.legend(fontsize=6.5, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    axes_list = [p[0] for p in panels]
+    axes_list[0].set_yticks(y, labels, fontsize=7)
+    axes_list[0].invert_yaxis()
+    gain = dropout_gain(table)
+    what = ("Table 9 reproduced: MNIST test error by regularizer, the paper's value beside ours with the "
+            "difference." if runs.paper_scale else
+            "Table 9 in miniature: the paper's test errors (left; full MNIST, 1M updates) and ours (right). On this "
+            "smaller problem absolute errors are not comparable; compare ranks and the dropout gain.")
+    caption = runs.caption(what) + (f" Dropout gain, {gain}." if gain else "")
+    _save(fig, out, caption)
+    display = table9_display(table, runs.paper_scale)
     write_markdown(display, f"{out}.md", caption)
     write_latex(display, f"{out}.tex", caption)
 
 
-def plot_learning_curves(frame: pd.DataFrame, out: str, caption: str, source: str) -> None:
+def plot_table9_ci(frame: pd.DataFrame, out: str, source: str) -> None:
+    """Mean ± 95 % CI per row, and Welch's t-test between neighbouring rows: which of the paper's
+    small gaps can this many seeds resolve?"""
+    runs = Runs.read(frame, source)
+    table = table9(frame)
+    y = np.arange(len(table))
+    fig, ax = plt.subplots(figsize=(WIDTH * 1.9, 0.45 * len(table) + 1.2))
+    for yi, r in zip(y, table.itertuples()):
+        color = COLORS.get(r.regularizer, "C0")
+        if r.n >= 2:
+            ax.errorbar(r.ours_mean, yi, xerr=r.ours_ci, fmt="o", color=color, capsize=3)
+        elif r.n == 1:
+            ax.plot(r.ours_mean, yi, "o", color=color, mfc="white")
+    lo, hi = ax.get_xlim()
+    for i in range(1, len(table)):
+        p, prev, cur = table["p_vs_previous"].iloc[i], table.iloc[i - 1], table.iloc[i]
+        text = "n < 2: no test" if pd.isna(p) else f"p = {p:.2g}" + (" *" if p < 0.05 else " (n.s.)")
+        if not pd.isna(prev["paper"]) and not pd.isna(cur["paper"]):
+            text += f"; paper gap {cur['paper'] - prev['paper']:+.2f}"
+        ax.annotate(text, (1.01, i - 0.5), xycoords=("axes fraction", "data"), fontsize=6.5, va="center",
+                    color="black" if not pd.isna(p) and p < 0.05 else "gray")
+    ax.set_xlim(lo, hi)
+    ax.set_yticks(y, table["method"], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"our test error (%), mean ± 95 % CI ({_n_note(table['n'])}) — {runs.short}")
+    ax.set_title("Welch's t-test between neighbouring rows (right)", fontsize=8)
+    significant = int((table["p_vs_previous"] < 0.05).sum())
+    tested = int(table["p_vs_previous"].notna().sum())
+    caption = runs.caption(
+        f"Our Table 9 rows with 95 % confidence intervals of the mean over seeds (Student's t), and for each pair of "
+        f"neighbouring rows the p-value of Welch's t-test for different means; {significant} of {tested} "
+        "neighbouring differences are significant at 5 %. The paper's neighbouring rows differ by 0.02–0.30 points.")
+    _save(fig, out, caption)
+
+
+# ----------------------------------------------------------------------------- curves and weights
+def plot_learning_curves(frame: pd.DataFrame, out: str, source: str) -> None:
+    runs = Runs.read(frame, source)
+    done = _with_runs(frame, source, "learning curves")
     curves = []
-    for r in completed(frame).itertuples():
-        metrics = pd.read_csv(Path(r.run_dir) / "metrics.csv")
-        for split in ("val", "test"):
-            if f"{split}/error" in metrics:
-                curves.append(pd.DataFrame({"update": metrics["update"], "error": metrics[f"{split}/error"],
-                                            "split": split, "regularizer": r.regularizer, "seed": r.seed}))
-    if not curves:
-        raise FigureInputError(f"{source}: no completed run with a metrics.csv")
+    for r in done.itertuples():
+        m = pd.read_csv(Path(r.run_dir) / "metrics.csv")
+        held_out = "val/error" if "val/error" in m else "test/error"
+        curves.append(pd.DataFrame({"update": m["update"], "training (dropout on)": m["train/error"],
+                                    "held out": m[held_out], "method": method_label(r.regularizer),
+                                    "regularizer": r.regularizer, "seed": r.seed}))
     data = pd.concat(curves, ignore_index=True)
-    fig, ax = plt.subplots(figsize=(WIDTH * 1.6, WIDTH))
-    sns.lineplot(data=data, x="update", y="error", hue="regularizer", hue_order=_order(data), style="split",
-                 errorbar="sd", ax=ax)
-    ax.set_yscale("log")
-    ax.set_xlabel("weight updates")
-    ax.set_ylabel("classification error (%)")
-    ax.set_title("Error during training (mean ± sd over seeds)" + _diverged_note(frame), fontsize=9)
-    ax.legend(fontsize=6, ncol=2)
-    _save(fig, out)
+    held = "validation" if "val/error" in pd.read_csv(Path(done["run_dir"].iloc[0]) / "metrics.csv") else "test"
+    order = _order(data["regularizer"])
+    palette = {method_label(r): COLORS.get(r, "gray") for r in order}
+    hue_order = [method_label(r) for r in order]
+    several = done.groupby("regularizer").size().max() > 1
+    fig, axes = plt.subplots(1, 2, figsize=(WIDTH * 2.2, WIDTH * 0.95), sharey=True)
+    for ax, column, title in ((axes[0], "training (dropout on)", "training error (dropout on)"),
+                              (axes[1], "held out", f"{held} error")):
+        sns.lineplot(data=data, x="update", y=column, hue="method", hue_order=hue_order, palette=palette,
+                     errorbar="sd" if several else None, ax=ax, legend=ax is axes[1], linewidth=1.1)
+        ax.set_yscale("log")  # errors span a decade and more: a log axis keeps the late, small gaps visible
+        ax.set_title(title, fontsize=8)
+        ax.set_xlabel("weight updates")
+        ax.set_ylabel("classification error (%)")
+    if runs.paper_scale:
+        for lo, hi, label in ((*paper.FIG4_WITHOUT_DROPOUT, "paper Fig. 4, no dropout"),
+                              (*paper.FIG4_WITH_DROPOUT, "paper Fig. 4, dropout")):
+            axes[1].axhspan(lo, hi, color="gray", alpha=0.15)
+            axes[1].annotate(label, (0.02, hi), xycoords=("axes fraction", "data"), fontsize=6)
+    axes[1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    band = "; bands: ± sd over seeds" if several else "; one seed per method, so no bands"
+    caption = runs.caption(f"Error during training, per method (mean over seeds{band}; the paper's Fig. 4 band "
+                           f"where the scale is the paper's). Left: training error with dropout active; right: "
+                           f"{held} error.")
+    _save(fig, out, caption)
 
 
-def plot_weight_histograms(frame: pd.DataFrame, out: str, caption: str, source: str) -> None:
+def _first_layer(run_dir: str) -> np.ndarray:
     import torch
 
-    weights = []
-    for reg, runs in completed(frame).groupby("regularizer", sort=False):
-        run = runs.sort_values("seed").iloc[0]
-        state = torch.load(Path(run.run_dir) / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
-        w = state["model.hidden_layers.0.weight"].flatten().numpy()
-        weights.append(pd.DataFrame({"weight": w, "regularizer": reg}))
-    if not weights:
-        raise FigureInputError(f"{source}: no completed run with a last.ckpt")
-    data = pd.concat(weights, ignore_index=True)
-    order = _order(data)
-    grid = sns.displot(data=data, x="weight", col="regularizer", col_order=order, col_wrap=4, bins=80,
-                       height=1.6, aspect=1.2, facet_kws={"sharey": False}, element="step")
-    for ax, reg in zip(grid.axes.flat, order):
-        w = data.loc[data["regularizer"] == reg, "weight"].to_numpy()
-        ax.set_title(f"{reg}\n|w|<1e-3: {np.mean(np.abs(w) < 1e-3):.1%}, sd {w.std():.3f}", fontsize=7)
-    grid.set_axis_labels("first-layer weight", "count")
-    grid.figure.suptitle("First-layer weights (one seed each)", fontsize=9, y=1.02)
-    _save(grid.figure, out)
+    path = Path(run_dir) / "last.ckpt"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    except (OSError, RuntimeError, KeyError) as exc:
+        raise FigureInputError(f"{path}: cannot read the run's final weights ({exc.__class__.__name__})") from exc
+    return state["net.layers.0.weight"][0].numpy()  # [in, out]: unit j's incoming weights are column j
 
 
-def _sweep_plot(frame: pd.DataFrame, out: str, source: str, x: str, xlabel: str, title: str,
-                log_x: bool, hue: str | None = "regularizer", style: str | None = None,
-                train_error: bool = False) -> None:
-    _need(frame, x, source)
-    data = completed(frame).copy()
-    fig, ax = plt.subplots(figsize=(WIDTH, WIDTH * 0.8))
-    if train_error:
-        long = data.melt(id_vars=[x], value_vars=["test_error", "final_train_error"], var_name="error on",
-                         value_name="error")
-        long["error on"] = long["error on"].map({"test_error": "test", "final_train_error": "training (dropout on)"})
-        sns.lineplot(data=long, x=x, y="error", hue="error on", marker="o", errorbar="sd", ax=ax)
+def plot_weight_histograms(frame: pd.DataFrame, out: str, source: str) -> None:
+    runs = Runs.read(frame, source)
+    done = _with_runs(frame, source, "weight histograms")
+    order = _order(done["regularizer"])
+    picked = {reg: done[done["regularizer"] == reg].sort_values("seed").iloc[0] for reg in order}
+    weights = {reg: _first_layer(r["run_dir"]) for reg, r in picked.items()}
+    limit = float(np.percentile(np.abs(np.concatenate([w.ravel() for w in weights.values()])), 99.9))
+    fig, axes = plt.subplots(2, len(order), figsize=(1.45 * len(order) + 0.6, 3.4), squeeze=False)
+    bins = np.linspace(-limit, limit, 81)
+    for col, reg in enumerate(order):
+        w = weights[reg]
+        config = json.loads((Path(picked[reg]["run_dir"]) / "summary.json").read_text())["config"]
+        radius = config["regularizer"]["max_norm"]["radius"]
+        color = COLORS.get(reg, "C0")
+        top, bottom = axes[0, col], axes[1, col]
+        top.hist(w.ravel(), bins=bins, color=color, log=True)
+        top.set_title(f"{method_label(reg)}\n|w| < 1e-3: {np.mean(np.abs(w) < 1e-3):.1%}", fontsize=6)
+        top.tick_params(labelsize=5)
+        norms = np.sqrt((w ** 2).sum(axis=0))
+        bottom.hist(norms, bins=30, color=color)
+        if radius is not None:
+            bottom.axvline(radius, color="black", linestyle="--", linewidth=1)
+            bottom.annotate(f"c = {radius:g}", (radius, 0.9), xycoords=("data", "axes fraction"), fontsize=5,
+                            ha="right")
+        bottom.set_title(f"max ‖w_j‖ = {norms.max():.2f}", fontsize=6)
+        bottom.tick_params(labelsize=5)
+    axes[0, 0].set_ylabel("weights (log count)", fontsize=6)
+    axes[1, 0].set_ylabel("hidden units", fontsize=6)
+    fig.supxlabel("top: first-layer weight values; bottom: norm of each first-layer unit's incoming weights",
+                  fontsize=6)
+    fig.tight_layout()
+    caption = runs.caption("Final first-layer weights (one seed per method): their values (top, log count; the "
+                           "share of near-zero weights above each panel) and each hidden unit's incoming-weight norm "
+                           "(bottom; dashed: the max-norm radius c).")
+    _save(fig, out, caption)
+
+
+# ----------------------------------------------------------------------------- sweeps
+def _mean_sd(done: pd.DataFrame, by: list[str], y: str) -> pd.DataFrame:
+    return done.groupby(by, dropna=False)[y].agg(["mean", "std", "count"]).reset_index()
+
+
+def _line(ax, stats: pd.DataFrame, x: str, label: str, color, marker: str = "o", dodge: float = 1.0,
+          linestyle: str = "-") -> None:
+    xs = stats[x].to_numpy(dtype=float) * dodge
+    if (stats["count"] > 1).any():
+        ax.errorbar(xs, stats["mean"], yerr=stats["std"].fillna(0), marker=marker, color=color, capsize=2,
+                    linestyle=linestyle, label=label, markersize=4, linewidth=1.2)
     else:
-        sns.lineplot(data=data, x=x, y="test_error", hue=hue, style=style, marker="o", errorbar="sd", ax=ax)
-    if log_x:
-        ax.set_xscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("classification error (%)")
-    ax.set_title(title + _diverged_note(frame), fontsize=9)
-    _save(fig, out)
+        ax.plot(xs, stats["mean"], marker=marker, color=color, linestyle=linestyle, label=label, markersize=4,
+                linewidth=1.2)
 
 
-def plot_dropout_rate(frame, out, caption, source) -> None:
-    _sweep_plot(frame, out, source, "p", "retain probability p (hidden units)",
-                "Dropout rate, n fixed (cf. paper Fig. 9a)", log_x=False, train_error=True)
+def _bars_note(done: pd.DataFrame, by: list[str]) -> str:
+    n = done.groupby(by, dropna=False).size()
+    return f"error bars: ± sd over seeds ({_n_note(n)})" if n.max() > 1 else "one seed per point, no error bars"
 
 
-def plot_dataset_size(frame, out, caption, source) -> None:
-    _sweep_plot(frame, out, source, "n", "training examples", "Dataset size (cf. paper Fig. 10)", log_x=True)
-
-
-def plot_lambda_sweep(frame, out, caption, source) -> None:
-    _need(frame, "bias", source)
-    frame = frame.assign(biases=frame["bias"].map({True: "penalized", False: "not penalized"}))
-    _sweep_plot(frame, out, source, "lam", "λ", "Penalty strength", log_x=True, style="biases")
-
-
-def plot_notmnist_table(frame: pd.DataFrame, out: str, caption: str, source: str) -> None:
-    _need(frame, "n", source)
-    table = notmnist_table(frame)
-    long = table.melt(id_vars="regularizer", var_name="training set", value_name="test error (%)")
+def plot_dropout_rate(frame: pd.DataFrame, out: str, source: str) -> None:
+    _need(frame, "p", source)
+    runs = Runs.read(frame, source)
+    done = _with_runs(frame, source, "the dropout-rate figure")
     fig, ax = plt.subplots(figsize=(WIDTH, WIDTH * 0.8))
-    sns.barplot(data=long, x="regularizer", y="test error (%)", hue="training set", ax=ax)
-    ax.tick_params(axis="x", rotation=20)
-    ax.set_title("notMNIST exercise: L2 vs dropout" + _diverged_note(frame), fontsize=9)
-    _save(fig, out)
+    _line(ax, _mean_sd(done, ["p"], "test_error"), "p", "ours: test", "C0")
+    _line(ax, _mean_sd(done, ["p"], "final_train_error"), "p", "ours: training (dropout on)", "C1", marker="s")
+    ax.plot(paper.FIG9A_P, paper.FIG9A_TEST_ERROR, label="paper Fig. 9a: test", **PAPER_STYLE)
+    ax.plot(paper.FIG9A_P, paper.FIG9A_TRAIN_ERROR, label="paper Fig. 9a: training",
+            **{**PAPER_STYLE, "marker": "s", "color": "gray"})
+    ax.set_xlabel("retain probability p of hidden units")
+    ax.set_ylabel("classification error (%)")
+    ax.set_title(f"Dropout rate, n fixed — {runs.short}", fontsize=7)
+    ax.legend(fontsize=6)
+    caption = runs.caption(f"Test and training error against the retain probability p of the hidden units (cf. the "
+                           f"paper's Fig. 9a: 784-2048-2048-2048-10 on MNIST, dashed); {_bars_note(done, ['p'])}.")
+    _save(fig, out, caption)
+
+
+def plot_dataset_size(frame: pd.DataFrame, out: str, source: str) -> None:
+    _need(frame, "n", source)
+    runs = Runs.read(frame, source)
+    done = _with_runs(frame, source, "the dataset-size figure")
+    fig, ax = plt.subplots(figsize=(WIDTH, WIDTH * 0.8))
+    for reg, group in done.groupby("regularizer", sort=False):
+        _line(ax, _mean_sd(group, ["n"], "test_error"), "n", f"ours: {method_label(reg)}", COLORS.get(reg, "C0"))
+    ax.plot(paper.FIG10_N, paper.FIG10_WITHOUT_DROPOUT, label="paper Fig. 10: without dropout", **PAPER_STYLE)
+    ax.plot(paper.FIG10_N, paper.FIG10_WITH_DROPOUT, label="paper Fig. 10: with dropout",
+            **{**PAPER_STYLE, "marker": "o", "color": "gray"})
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("training examples N")
+    ax.set_ylabel("test error (%)")
+    ax.set_title(f"Dataset size — {runs.short}", fontsize=7)
+    ax.legend(fontsize=6)
+    caption = runs.caption("Test error against the number of training examples, with and without dropout (cf. the "
+                           f"paper's Fig. 10 on MNIST, dashed); {_bars_note(done, ['regularizer', 'n'])}.")
+    _save(fig, out, caption)
+
+
+def plot_lambda_sweep(frame: pd.DataFrame, out: str, source: str) -> None:
+    _need(frame, "lam", source)
+    _need(frame, "bias", source)
+    runs = Runs.read(frame, source)
+    done = _with_runs(frame, source, "the penalty sweep").copy()
+    done["biases"] = done["bias"].map(lambda v: "biases penalized" if str(v).lower() in ("true", "1", "yes")
+                                      else "biases not penalized")
+    regs = _order(done["regularizer"])
+    fig, axes = plt.subplots(1, len(regs), figsize=(WIDTH * 0.9 * len(regs), WIDTH * 0.8), sharey=True, squeeze=False)
+    for ax, reg in zip(axes[0], regs):
+        group = done[done["regularizer"] == reg]
+        for i, (biases, g) in enumerate(group.groupby("biases", sort=True)):
+            # the two lines often coincide (bias penalties barely matter): dodge one a little in λ
+            _line(ax, _mean_sd(g, ["lam"], "test_error"), "lam", biases, COLORS.get(reg, "C0"),
+                  marker="os"[i % 2], dodge=1.12 ** i, linestyle="-:"[i % 2])
+        ax.set_xscale("log")
+        ax.set_xlabel("penalty weight λ")
+        ax.set_title(method_label(reg), fontsize=8)
+        ax.legend(fontsize=6)
+    axes[0, 0].set_ylabel("test error (%)")
+    caption = runs.caption("Test error against the penalty weight λ of L1 and L2, with the biases penalized or not "
+                           "(one line dodged by 12 % in λ where they coincide); "
+                           f"{_bars_note(done, ['regularizer', 'lam', 'bias'])}.")
+    _save(fig, out, caption)
+
+
+def plot_notmnist_table(frame: pd.DataFrame, out: str, source: str) -> None:
+    _need(frame, "n", source)
+    runs = Runs.read(frame, source)
+    _with_runs(frame, source, "the L2-vs-dropout table")
+    table = notmnist_table(frame)
+    long = table.melt(id_vars="Method", var_name="training set", value_name="test error (%)")
+    fig, ax = plt.subplots(figsize=(WIDTH * 1.2, WIDTH * 0.85))
+    sns.barplot(data=long, x="Method", y="test error (%)", hue="training set", ax=ax)
+    ax.tick_params(axis="x", rotation=25, labelsize=6)
+    ax.set_xlabel("")
+    dataset = runs.config["dataset"]["name"]
+    ax.set_title(f"L2 vs dropout, the notMNIST exercise's protocol, on {dataset}", fontsize=7)
+    caption = runs.caption(f"The notMNIST exercise (784-1024-10, SGD 0.5, batch 128, β·l2_loss): test error per "
+                           f"method on all training examples and on the first 500, here on {dataset}.")
+    _save(fig, out, caption)
     write_markdown(table, f"{out}.md", caption)
     write_latex(table, f"{out}.tex", caption)
 
 
-FIGURES: dict[str, Callable[[pd.DataFrame, str, str, str], None]] = {
+# ----------------------------------------------------------------------------- tuning
+def plot_tuning(frame: pd.DataFrame, out: str, source: str) -> None:
+    """Validation error against each tuned value, per method; the selected candidate starred."""
+    _need(frame, "final_val_error", source)
+    runs = Runs.read(frame, source)
+    known = {"study", "regularizer", "run", "seed", "status", "final_val_error", "best_val_error", "test_error",
+             "updates", "selected", "run_dir"}
+    keys = [c for c in frame.columns if c not in known]
+    regs = _order(frame["regularizer"])
+    cols = min(4, len(regs))
+    rows = -(-len(regs) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols + 0.4, 1.7 * rows + 0.5), squeeze=False)
+    for ax in axes.flat[len(regs):]:
+        ax.set_visible(False)
+    for ax, reg in zip(axes.flat, regs):
+        group = frame[frame["regularizer"] == reg]
+        tuned = [k for k in keys if group[k].notna().any()]
+        x, hue = tuned[0], (tuned[1] if len(tuned) > 1 else None)
+        ok = group[group["status"] == "completed"]
+        mean = ok.groupby([k for k in tuned], dropna=False)["final_val_error"].mean().reset_index()
+        series = [(None, mean)] if hue is None else list(mean.groupby(hue, sort=True))
+        for i, (value, m) in enumerate(series):
+            m = m.sort_values(x)
+            ax.plot(m[x], m["final_val_error"], marker="o", markersize=3, linewidth=1,
+                    label=None if hue is None else f"{hue} {value:g}" if isinstance(value, float) else f"{hue} {value}")
+        chosen = group[group["selected"]].iloc[0] if group["selected"].any() else None
+        if chosen is not None:
+            ax.plot(chosen[x], ok[(ok[tuned] == chosen[tuned]).all(axis=1)]["final_val_error"].mean(), marker="*",
+                    markersize=11, color="gold", markeredgecolor="black", linestyle="none", zorder=4)
+        bad = group[group["status"] != "completed"]
+        if len(bad):
+            top = ax.get_ylim()[1]
+            ax.plot(bad[x], [top] * len(bad), marker="x", color="red", linestyle="none")
+        numeric = pd.api.types.is_numeric_dtype(group[x])
+        if numeric and (group[x] > 0).all() and group[x].max() / group[x].min() >= 20:
+            ax.set_xscale("log")
+        ax.set_title(method_label(reg), fontsize=6.5)
+        ax.set_xlabel(x, fontsize=6)
+        ax.tick_params(labelsize=5)
+        if hue is not None:
+            ax.legend(fontsize=4.5)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("validation error (%)", fontsize=6)
+    fig.tight_layout()
+    caption = runs.caption("Tuning on the validation split: final validation error (mean over tuning seeds) against "
+                           "each tuned value, per method; the selected candidate is starred, candidates that diverged "
+                           "or failed to learn are red crosses.")
+    _save(fig, out, caption)
+
+
+FIGURES: dict[str, Callable[[pd.DataFrame, str, str], None]] = {
     "table9": plot_table9,
+    "table9_ci": plot_table9_ci,
     "learning_curves": plot_learning_curves,
     "weight_histograms": plot_weight_histograms,
     "dropout_rate": plot_dropout_rate,
     "dataset_size": plot_dataset_size,
     "lambda_sweep": plot_lambda_sweep,
     "notmnist_table": plot_notmnist_table,
+    "tuning": plot_tuning,
 }
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dropreg.figures", description=__doc__.splitlines()[0])
     parser.add_argument("kind", choices=sorted(FIGURES))
-    parser.add_argument("--results", required=True, help="results/<preset>/<study>.csv")
+    parser.add_argument("--results", required=True, help="results/<preset>/<study>.csv (tuning: <study>/tuning.csv)")
     parser.add_argument("--out", required=True, help="output path without extension")
-    parser.add_argument("--caption", default="")
     args = parser.parse_args(argv)
-    frame = pd.read_csv(args.results)  # outputs are written via atomic_path, which creates their folder
-    FIGURES[args.kind](frame, args.out, args.caption, args.results)
+    try:
+        frame = pd.read_csv(args.results)
+        try:
+            FIGURES[args.kind](frame, args.out, args.results)
+        except NothingToDraw as nothing:
+            _nothing_to_draw(frame, args.out, args.results, str(nothing))
+    except (FigureInputError, OSError, pd.errors.ParserError) as exc:
+        print(f"dropreg.figures: error: {exc}", file=sys.stderr)
+        return 1
     print(f"dropreg.figures: {args.out}.* ({args.kind})")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -39,12 +39,16 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m dropreg.pack", description=__doc__.splitlines()[0])
     parser.add_argument("spec", help="results/<preset>/packs/<study>/<pack>.json")
+    parser.add_argument("--threads", type=int, help="CPU threads for the pack (trainer.threads; what Snakemake grants)")
     args = parser.parse_args(argv)
     logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     try:
         spec = load_spec(args.spec)
         members = spec["members"]
-        summaries = train_pack([m["config"] for m in members], [m["run_dir"] for m in members])
+        configs = [m["config"] for m in members]
+        if args.threads:  # operational: not part of a run's identity
+            configs = [{**c, "trainer": {**c["trainer"], "threads": args.threads}} for c in configs]
+        summaries = train_pack(configs, [m["run_dir"] for m in members])
     except (SpecError, *_one_line_errors()) as exc:
         print(f"dropreg.pack: error: {one_line(exc)}", file=sys.stderr)
         return 2

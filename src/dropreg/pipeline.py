@@ -1,41 +1,92 @@
-"""The pipeline config (`conf/pipeline/<preset>.yaml`) turned into the runs the Snakefile trains.
+"""A preset (`presets/<name>.yaml`) turned into the runs, packs and targets the Snakefile builds.
 
-A study is one block: dataset, model, optim protocol, regularizers, seeds, extra Hydra overrides and
-optional sweep axes. Every (regularizer, sweep point, seed) is one run with a predictable id such as
-`dropout-p0.5-seed1`, trained in `results/<preset>/runs/<study>/<run>/`.
+A study expands to its runs, one per (regularizer, sweep point, seed), e.g. `dropout-p0.5-seed1` in
+`results/<preset>/runs/<study>/<run>/`. A study that declares `tune:` first runs the paper's
+protocol: one tuning run per (regularizer, grid candidate, tuning seed) on the train/validation
+split, e.g. `l2-lr0.1-l2_weight0.0001-seed1` in `results/<preset>/tuning/<study>/`; a `select` job
+picks each regularizer's candidate (results/<preset>/<study>/selected.yaml) and the study's runs
+train with it.
+
+Every run is composed and validated as a training run here, when the DAG is built, so a bad preset
+stops `snakemake -n` before any job with one line naming the file and the key. The runs of one
+study and stage that can share a pack (see `config.pack_key`) are grouped into packs of at most
+`pack_size`; each pack is one training job that reads its spec,
+results/<preset>/packs/<study>/<stage><n>.json (the members' run dirs and resolved configs).
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import yaml
 
-from .config import conf_dir, exception_chain
+from .config import MEMBER_KEYS, Composer, as_container, conf_dir, exception_chain, one_line, pack_key, settings_of
 
-DATASET_FILES = {"mnist", "fashion_mnist", "notmnist", "mnist5k"}
 TABLE_FIGURES = {"table9", "notmnist_table"}  # these also write .md and .tex
+# the sweep axes (by name) a figure plots
+FIGURE_NEEDS = {"dropout_rate": ("p",), "dataset_size": ("n",), "lambda_sweep": ("lam", "bias"),
+                "notmnist_table": ("n",)}
+FINAL, TUNE = "final", "tune"
+# what tuning may search: the keys in which runs of one pack may differ, but their seed and data
+TUNABLE = tuple(k for k in MEMBER_KEYS if k not in ("seed", "dataset.train_subset", "model.name", "optim.name"))
+
+
+def presets_dir() -> Path:
+    return conf_dir().parent / "presets"
 
 
 class PipelineConfigError(ValueError):
-    """A pipeline config that fails validation; the message names the file and the key."""
+    """A preset that fails validation; the message names the file and the key."""
 
 
 @dataclass(frozen=True)
 class Run:
-    id: str  # <regularizer>[-<axis><value>...]-seed<seed>
-    overrides: tuple[str, ...]  # the Hydra overrides of its training run
+    study: str
+    stage: str  # FINAL or TUNE
+    id: str
+    regularizer: str
+    seed: int
+    run_dir: str
+    overrides: tuple[str, ...]  # Hydra overrides, before any selected values
+    late: tuple[str, ...]  # the command line's overrides: applied last, after selected values
+    config: dict[str, Any] = field(compare=False, repr=False)  # resolved, without selected values
+    sweep: dict[str, Any] = field(default_factory=dict, compare=False)  # axis name -> value
+    candidate: dict[str, Any] = field(default_factory=dict, compare=False)  # tuning: key -> value
+
+
+@dataclass
+class Pack:
+    study: str
+    stage: str
+    number: int
+    runs: list[Run]
+
+    @property
+    def name(self) -> str:
+        return f"{self.stage}{self.number}"
+
+    @property
+    def rule(self) -> str:
+        return f"train_{self.study}_{self.name}"
 
 
 @dataclass
 class Pipeline:
     preset: str
     config: dict[str, Any]
-    runs: dict[str, dict[str, Run]] = field(default_factory=dict)  # study -> run id -> Run
+    source: str
+    runs: dict[str, dict[str, Run]] = field(default_factory=dict)  # study -> run id -> final run
+    tuning: dict[str, dict[str, Run]] = field(default_factory=dict)  # study -> run id -> tuning run
+    packs: list[Pack] = field(default_factory=list)
+    composer: Composer = field(default_factory=Composer, repr=False)
 
+    # ------------------------------------------------------------------ paths
     @property
     def results(self) -> str:
         return f"results/{self.preset}"
@@ -47,51 +98,120 @@ class Pipeline:
     def study(self, name: str) -> dict[str, Any]:
         return self.config["studies"][name]
 
-    def run_dir(self, study: str, run: str) -> str:
-        return f"{self.results}/runs/{study}/{run}"
+    def tuned(self, study: str) -> bool:
+        return "tune" in self.study(study)
 
-    def summaries(self, study: str) -> list[str]:
-        return [f"{self.run_dir(study, r)}/summary.json" for r in self.runs[study]]
+    def run_dir(self, study: str, run: str, stage: str = FINAL) -> str:
+        return f"{self.results}/{'runs' if stage == FINAL else 'tuning'}/{study}/{run}"
 
-    def sweep_columns(self, study: str) -> list[str]:
-        """`name=config.key` pairs for the summary table, one per sweep axis."""
-        return [f"{a['name']}={a['key']}" for a in self.study(study).get("sweep", [])]
+    def summaries(self, study: str, stage: str = FINAL) -> list[str]:
+        runs = self.runs if stage == FINAL else self.tuning
+        return [f"{r.run_dir}/summary.json" for r in runs[study].values()]
+
+    def selected_path(self, study: str) -> str:
+        return f"{self.results}/{study}/selected.yaml"
+
+    def tuning_table(self, study: str) -> str:
+        return f"{self.results}/{study}/tuning.csv"
+
+    def spec_path(self, pack: Pack) -> str:
+        return f"{self.results}/packs/{pack.study}/{pack.name}.json"
+
+    def study_packs(self, study: str, stage: str) -> list[Pack]:
+        return [p for p in self.packs if p.study == study and p.stage == stage]
+
+    def specs(self, study: str, stage: str = FINAL) -> list[str]:
+        return [self.spec_path(p) for p in self.study_packs(study, stage)]
+
+    def pack(self, study: str, name: str) -> Pack:
+        return next(p for p in self.packs if p.study == study and p.name == name)
 
     def figure_targets(self) -> list[str]:
         out = []
         for name, study in self.config["studies"].items():
-            for kind in study.get("figures", []):
+            kinds = list(study.get("figures", [])) + (["tuning"] if "tune" in study else [])
+            for kind in kinds:
                 base = f"{self.figures_dir}/{name}/{kind}"
                 out += [f"{base}.png", f"{base}.pdf"]
                 if kind in TABLE_FIGURES:
                     out += [f"{base}.md", f"{base}.tex"]
         return out
 
+    # ------------------------------------------------------------------ what a pack trains
+    def signature(self, pack: Pack) -> str:
+        """Changes whenever a member's run dir, overrides or resolved config does (also through an
+        edited conf/ file), so Snakemake rewrites the spec and reruns the pack."""
+        payload = [(r.run_dir, r.overrides, r.late, r.config) for r in pack.runs]
+        return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+    def spec(self, pack: Pack, selected: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+        """The pack's spec; final runs of a tuned study take their regularizer's selected values."""
+        members = []
+        for r in pack.runs:
+            chosen = (selected or {}).get(r.regularizer, {}) if r.stage == FINAL else {}
+            picked = list(chosen.get("overrides", []))
+            config = r.config if not picked else self._resolve([*r.overrides, *picked, *r.late])
+            members.append({"run_id": r.id, "run_dir": r.run_dir, "regularizer": r.regularizer, "seed": r.seed,
+                            "sweep": r.sweep, "candidate": r.candidate, "selected": chosen.get("selected", {}),
+                            "overrides": [*r.overrides, *picked, *r.late], "config": config})
+        return {"preset": self.preset, "study": pack.study, "stage": pack.stage, "pack": pack.name,
+                "members": members}
+
+    def write_spec(self, study: str, name: str, out: str) -> None:
+        from .atomic import write_json
+        from .select import load_selection
+
+        pack = self.pack(study, name)
+        selected = load_selection(self.selected_path(study)) if pack.stage == FINAL and self.tuned(study) else None
+        write_json(out, self.spec(pack, selected))
+
+    # ------------------------------------------------------------------ captions
+    def max_updates(self, study: str) -> int:
+        return int(next(iter(self.runs[study].values())).config["optim"]["max_updates"])
+
+    def sweep_columns(self, study: str) -> list[str]:
+        """`name=config.key` pairs for the summary table, one per sweep axis."""
+        return [f"{a['name']}={a['key']}" for a in self.study(study).get("sweep", [])]
+
     def describe(self, study: str) -> str:
-        """One sentence for captions: what was run."""
+        """One sentence for captions: what was run (and what tuning selected, once it has)."""
         s = self.study(study)
+        first = next(iter(self.runs[study].values())).config
+        hidden = "-".join(str(h) for h in first["model"]["hidden"])
         axes = [f"{a['name']} ∈ {{{', '.join(_format(v) for v in a['values'])}}}" for a in s.get("sweep", [])]
         sweep = f"; sweep {', '.join(axes)}" if axes else ""
-        return (f"Preset `{self.preset}`, study `{study}`: {s['dataset']}, model `{s['model']}`, optimizer "
-                f"`{s['optim']}` ({self.max_updates(study):,} weight updates), regularizers "
-                f"{', '.join(s['regularizers'])}{sweep}; seeds {s['seeds']}; {len(self.runs[study])} training runs.")
+        train = first["dataset"]["train_subset"] or ("train + validation" if not first["dataset"]["use_validation"]
+                                                      else "train split")
+        text = (f"Preset `{self.preset}`, study `{study}`: {s['dataset']} ({train}), model `{s['model']}` "
+                f"({first['dataset']['input_dim']}-{hidden}-{first['dataset']['num_classes']}), optimizer "
+                f"`{s['optim']}` ({self.max_updates(study):,} weight updates, batch {first['optim']['batch_size']}), "
+                f"regularizers {', '.join(s['regularizers'])}{sweep}; seeds {s['seeds']}; "
+                f"{len(self.runs[study])} training runs.")
+        if "tune" in s:
+            t = s["tune"]
+            text += (f" Tuned first on the validation split ({len(self.tuning[study])} runs of "
+                     f"{t['updates']:,} updates, seeds {t['seeds']}).")
+            path = Path(self.selected_path(study))
+            if path.is_file():
+                from .select import describe_selection, load_selection
 
-    def max_updates(self, study: str) -> int:
-        """The update budget of a study: its overrides, the preset's, else the optim file's."""
-        for o in [*self.study(study).get("overrides", []), *self.config.get("overrides", [])]:
-            if o.startswith("optim.max_updates="):
-                return int(o.split("=", 1)[1])
-        optim = yaml.safe_load((conf_dir() / "optim" / f"{self.study(study)['optim']}.yaml").read_text())
-        return int(optim["max_updates"])
+                text += " Selected: " + describe_selection(load_selection(path)) + "."
+        return text
+
+    # ------------------------------------------------------------------ composition
+    def _resolve(self, overrides: list[str]) -> dict[str, Any]:
+        return as_container(settings_of(self.composer(overrides)))
 
 
+# ----------------------------------------------------------------------------- values in run ids
 def _format(value: Any) -> str:
+    """A sweep or grid value as it appears in a run id (exact: 0.5 and 0.5000001 differ)."""
     if isinstance(value, bool):
         return "yes" if value else "no"
     if value is None:
         return "all"
     if isinstance(value, float):
-        return f"{value:g}"
+        return repr(value)
     return str(value)
 
 
@@ -100,25 +220,21 @@ def _hydra_value(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
     return str(value)
 
 
-def expand_runs(name: str, study: dict[str, Any], trainer: str, common: list[str]) -> dict[str, Run]:
-    axes = study.get("sweep", [])
-    runs: dict[str, Run] = {}
-    for reg in study["regularizers"]:
-        for point in itertools.product(*(a["values"] for a in axes)):
-            for seed in study["seeds"]:
-                parts = [reg] + [f"{a['name']}{_format(v)}" for a, v in zip(axes, point)] + [f"seed{seed}"]
-                overrides = [f"dataset={study['dataset']}", f"model={study['model']}", f"optim={study['optim']}",
-                             f"regularizer={reg}", f"trainer={trainer}", f"seed={seed}", *common,
-                             *study.get("overrides", []), *study.get("regularizer_overrides", {}).get(reg, [])]
-                overrides += [f"{a['key'].format(regularizer=reg)}={_hydra_value(v)}" for a, v in zip(axes, point)]
-                run = Run("-".join(parts), tuple(overrides))
-                runs[run.id] = run
-    return runs
+def short_key(key: str) -> str:
+    """`optim.lr` -> `lr`, `regularizer.l2.weight` -> `l2_weight`: a tuned key inside a run id."""
+    for prefix in ("regularizer.", "optim.", "model.", "dataset."):
+        if key.startswith(prefix):
+            key = key[len(prefix):]
+            break
+    return key.replace(".", "_")
 
 
+# ----------------------------------------------------------------------------- loading
 def _options(group: str) -> set[str]:
     return {p.stem for p in (conf_dir() / group).glob("*.yaml")}
 
@@ -126,21 +242,46 @@ def _options(group: str) -> set[str]:
 def _check_names(cfg: dict[str, Any], source: str) -> None:
     options = {group: _options(group) for group in ("model", "optim", "regularizer", "trainer")}
     for study_name, study in cfg["studies"].items():
+        where = f"{source}: studies.{study_name}"
         for key in ("model", "optim"):
             if study[key] not in options[key]:
-                raise PipelineConfigError(
-                    f"{source}: studies.{study_name}.{key}={study[key]!r}: allowed are {sorted(options[key])}")
+                raise PipelineConfigError(f"{where}.{key}={study[key]!r}: allowed are {sorted(options[key])}")
         for i, reg in enumerate(study["regularizers"]):
             if reg not in options["regularizer"]:
-                raise PipelineConfigError(
-                    f"{source}: studies.{study_name}.regularizers[{i}]={reg!r}: allowed are "
-                    f"{sorted(options['regularizer'])} (conf/regularizer/)")
+                raise PipelineConfigError(f"{where}.regularizers[{i}]={reg!r}: allowed are "
+                                          f"{sorted(options['regularizer'])} (conf/regularizer/)")
         for reg in study.get("regularizer_overrides", {}):
             if reg not in study["regularizers"]:
-                raise PipelineConfigError(f"{source}: studies.{study_name}.regularizer_overrides.{reg}: "
-                                          f"not among the study's regularizers {study['regularizers']}")
+                raise PipelineConfigError(f"{where}.regularizer_overrides.{reg}: not among the study's regularizers "
+                                          f"{study['regularizers']}")
+        names = [a["name"] for a in study.get("sweep", [])]
+        for i, axis in enumerate(study.get("sweep", [])):
+            if names.count(axis["name"]) > 1:
+                raise PipelineConfigError(f"{where}.sweep[{i}].name={axis['name']!r}: used twice")
+            bad = [r for r in axis.get("regularizers", []) if r not in study["regularizers"]]
+            if bad:
+                raise PipelineConfigError(f"{where}.sweep[{i}].regularizers: {bad} not among the study's regularizers")
+        for kind in study.get("figures", []):
+            missing = [n for n in FIGURE_NEEDS.get(kind, ()) if n not in names]
+            if missing:
+                raise PipelineConfigError(f"{where}.figures: {kind} plots a sweep named {', '.join(missing)}, which "
+                                          f"this study lacks (its sweeps: {names or 'none'})")
+        _check_tune(study, where, {a["key"] for a in study.get("sweep", [])})
     if cfg["trainer"] not in options["trainer"]:
         raise PipelineConfigError(f"{source}: trainer={cfg['trainer']!r}: allowed are {sorted(options['trainer'])}")
+
+
+def _check_tune(study: dict[str, Any], where: str, swept: set[str]) -> None:
+    for group, grid in study.get("tune", {}).get("grid", {}).items():
+        if group != "all" and group not in study["regularizers"]:
+            raise PipelineConfigError(f"{where}.tune.grid.{group}: neither `all` nor one of the study's regularizers "
+                                      f"{study['regularizers']}")
+        for key in grid:
+            if not any(key == k or key.startswith(k + ".") for k in TUNABLE):
+                raise PipelineConfigError(f"{where}.tune.grid.{group}.{key}: not tunable; runs that share a pack "
+                                          f"may differ only in {', '.join(TUNABLE)}")
+            if key in swept:
+                raise PipelineConfigError(f"{where}.tune.grid.{group}.{key}: also a sweep key of the study")
 
 
 def _schema_error(exc: Exception, source: str) -> PipelineConfigError:
@@ -153,23 +294,134 @@ def _schema_error(exc: Exception, source: str) -> PipelineConfigError:
     return PipelineConfigError(f"{source}: {key}: {cause.message}")
 
 
-def load(config: dict[str, Any]) -> Pipeline:
-    """From Snakemake's `config` (`--config preset=NAME` or `preset=path/to/file.yaml`)."""
+def _command_line_overrides(config: dict[str, Any]) -> list[str]:
+    """`snakemake --config overrides='[a=1, b=2]'` (a YAML list) or `overrides=a=1` (one string)."""
+    value = config.get("overrides", [])
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise PipelineConfigError(f"--config overrides={value!r}: allowed is a list of Hydra overrides, "
+                                  "e.g. overrides='[optim.max_updates=2000]'")
+    return value
+
+
+def read_preset(preset: str) -> tuple[dict[str, Any], str]:
+    """The preset's content and its source path; checks the file, its schema and its names."""
     from snakemake.utils import validate
 
-    preset = str(config.get("preset", "paper"))
-    path = Path(preset) if preset.endswith((".yaml", ".yml")) else conf_dir() / "pipeline" / f"{preset}.yaml"
+    shipped = {p.stem for p in presets_dir().glob("*.yaml") if p.stem != "schema"}
+    path = Path(preset) if preset.endswith((".yaml", ".yml")) else presets_dir() / f"{preset}.yaml"
     if not path.is_file():
-        known = sorted(p.stem for p in (conf_dir() / "pipeline").glob("*.yaml") if p.stem != "schema")
-        raise PipelineConfigError(f"preset={preset!r}: no file {path}; presets are {known} or a path to a .yaml")
+        raise PipelineConfigError(f"preset={preset!r}: no file {path}; presets are {sorted(shipped)} or a path to a .yaml")
     source = str(path)
-    cfg = yaml.safe_load(path.read_text()) or {}
     try:
-        validate(cfg, str(conf_dir() / "pipeline" / "schema.yaml"))
+        cfg = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise PipelineConfigError(f"{source}: not valid YAML ({' '.join(str(exc).split())[:120]})") from exc
+    try:
+        validate(cfg, str(presets_dir() / "schema.yaml"))
     except Exception as exc:  # snakemake wraps jsonschema's error in a WorkflowError
         raise _schema_error(exc, source) from exc
+    if cfg["preset"] in shipped and path.resolve() != (presets_dir() / f"{cfg['preset']}.yaml").resolve():
+        raise PipelineConfigError(f"{source}: preset={cfg['preset']!r} is the name of the shipped "
+                                  f"presets/{cfg['preset']}.yaml, whose results this would replace; use another name")
     _check_names(cfg, source)
-    pipe = Pipeline(preset=cfg["preset"], config=cfg)
+    return cfg, source
+
+
+def load(config: dict[str, Any]) -> Pipeline:
+    """From Snakemake's `config`: `preset=NAME` or `preset=path/to/file.yaml`, and optional
+    `overrides` applied to every run. Every run is composed and validated."""
+    cfg, source = read_preset(str(config.get("preset", "paper")))
+    late = _command_line_overrides(config)
+    pipe = Pipeline(preset=cfg["preset"], config=cfg, source=source)
     for name, study in cfg["studies"].items():
-        pipe.runs[name] = expand_runs(name, study, cfg["trainer"], cfg.get("overrides", []))
+        pipe.runs[name] = _expand(pipe, name, study, late, FINAL)
+        pipe.tuning[name] = _expand(pipe, name, study, late, TUNE) if "tune" in study else {}
+        for stage, runs in ((TUNE, pipe.tuning[name]), (FINAL, pipe.runs[name])):
+            pipe.packs += _packs(name, stage, list(runs.values()), cfg.get("pack_size", 8))
     return pipe
+
+
+def _expand(pipe: Pipeline, name: str, study: dict[str, Any], late: list[str], stage: str) -> dict[str, Run]:
+    """The study's runs of one stage, each composed and validated."""
+    common = [f"dataset={study['dataset']}", f"model={study['model']}", f"optim={study['optim']}"]
+    runs: dict[str, Run] = {}
+    for reg in study["regularizers"]:
+        sources = [("overrides", pipe.config.get("overrides", [])), (f"studies.{name}.overrides", study.get("overrides", [])),
+                   (f"studies.{name}.regularizer_overrides.{reg}", study.get("regularizer_overrides", {}).get(reg, []))]
+        base = [*common, f"regularizer={reg}", f"trainer={pipe.config.get('trainer', 'default')}",
+                *(o for _, src in sources for o in src)]
+        for variant, extra, seeds, sweep, candidate in _variants(name, study, reg, stage):
+            for seed in seeds:
+                parts = [reg, *variant, f"seed{seed}"]
+                run_id = "-".join(parts)
+                overrides = (*base, *extra, f"seed={seed}")
+                if run_id in runs:
+                    raise PipelineConfigError(f"{pipe.source}: studies.{name}: two runs would be named {run_id!r}; "
+                                              "give sweep or grid values that differ in their run ids")
+                try:
+                    config = pipe._resolve([*overrides, *late])
+                except Exception as exc:  # composition and validation errors: one line, located
+                    raise PipelineConfigError(_locate(exc, pipe.source, name, reg, run_id,
+                                                      sources + _variant_sources(name, study, reg, stage)
+                                                      + [("--config overrides", late)])) from exc
+                runs[run_id] = Run(name, stage, run_id, reg, seed, pipe.run_dir(name, run_id, stage), overrides,
+                                   tuple(late), config, sweep, candidate)
+    return runs
+
+
+def _variants(name: str, study: dict[str, Any], reg: str, stage: str):
+    """(run id parts, overrides, seeds, sweep point, tuning candidate) of each variant of a regularizer."""
+    if stage == FINAL:
+        axes = [a for a in study.get("sweep", []) if reg in a.get("regularizers", study["regularizers"])]
+        for point in itertools.product(*(a["values"] for a in axes)):
+            parts = [f"{a['name']}{_format(v)}" for a, v in zip(axes, point)]
+            extra = [f"{a['key'].format(regularizer=reg)}={_hydra_value(v)}" for a, v in zip(axes, point)]
+            yield parts, extra, study["seeds"], {a["name"]: v for a, v in zip(axes, point)}, {}
+        return
+    tune = study["tune"]
+    grid = {**tune["grid"].get("all", {}), **tune["grid"].get(reg, {})}
+    fixed = [*tune.get("overrides", []), "dataset.use_validation=true", f"optim.max_updates={tune['updates']}"]
+    for values in itertools.product(*grid.values()):
+        candidate = dict(zip(grid, values))
+        parts = [f"{short_key(k)}{_format(v)}" for k, v in candidate.items()]
+        yield parts, [*fixed, *(f"{k}={_hydra_value(v)}" for k, v in candidate.items())], tune["seeds"], {}, candidate
+
+
+def _variant_sources(name: str, study: dict[str, Any], reg: str, stage: str) -> list[tuple[str, list[str]]]:
+    if stage == FINAL:
+        return [(f"studies.{name}.sweep[{i}]", [f"{a['key'].format(regularizer=reg)}={_hydra_value(v)}"
+                                                for v in a["values"]])
+                for i, a in enumerate(study.get("sweep", []))]
+    tune = study["tune"]
+    out = [(f"studies.{name}.tune.overrides", tune.get("overrides", []))]
+    for group in ("all", reg):
+        for key, values in tune["grid"].get(group, {}).items():
+            out.append((f"studies.{name}.tune.grid.{group}.{key}", [f"{key}={_hydra_value(v)}" for v in values]))
+    return out
+
+
+def _locate(exc: Exception, source: str, study: str, reg: str, run_id: str,
+            sources: list[tuple[str, list[str]]]) -> str:
+    """`<file>: <where in the preset>: <key>: <what is wrong>` for a run that does not compose."""
+    message = one_line(exc)
+    key = message.split(":", 1)[0].split("=", 1)[0].strip()
+    for where, overrides in sources:
+        if any(o.split("=", 1)[0].lstrip("+~") == key for o in overrides):
+            return f"{source}: {where}: {message}"
+    return f"{source}: studies.{study} (run {run_id}): {message}"
+
+
+def _packs(study: str, stage: str, runs: list[Run], size: int) -> list[Pack]:
+    """Runs grouped by what they must share, each group cut into balanced packs of at most `size`."""
+    groups: dict[str, list[Run]] = {}
+    for r in runs:
+        groups.setdefault(json.dumps(pack_key(r.config), sort_keys=True), []).append(r)
+    packs: list[Pack] = []
+    for members in groups.values():
+        n = math.ceil(len(members) / size)
+        bounds = [round(i * len(members) / n) for i in range(n + 1)]
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            packs.append(Pack(study, stage, len(packs) + 1, members[a:b]))
+    return packs

@@ -67,19 +67,24 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return ckpt
 
 
+_SUMMARY_REMEDY = "delete it and rerun (the pipeline restores an ended run's summary from its checkpoint)"
+
+
 def load_summary(path: Path) -> dict[str, Any]:
     """A run summary; RunFileError naming the file if it is unreadable or incomplete."""
     try:
         summary = json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RunFileError(f"{path}: not a readable run summary ({exc.__class__.__name__})") from exc
+        raise RunFileError(f"{path}: not a readable run summary ({exc.__class__.__name__}); {_SUMMARY_REMEDY}") from exc
     if not isinstance(summary, dict):
-        raise RunFileError(f"{path}: a run summary is a JSON object, this is a {type(summary).__name__}")
+        raise RunFileError(f"{path}: a run summary is a JSON object, this is a {type(summary).__name__}; "
+                           f"{_SUMMARY_REMEDY}")
     missing = [k for k in ("run_id", "status", "test_error", "updates", "config") if k not in summary]
     if missing:
-        raise RunFileError(f"{path}: not a complete run summary (lacks {', '.join(missing)})")
+        raise RunFileError(f"{path}: not a complete run summary (lacks {', '.join(missing)}); {_SUMMARY_REMEDY}")
     if summary["status"] not in STATUSES or not isinstance(summary["config"], dict):
-        raise RunFileError(f"{path}: status {summary['status']!r} or config is not what a run summary holds")
+        raise RunFileError(f"{path}: status {summary['status']!r} or config is not what a run summary holds; "
+                           f"{_SUMMARY_REMEDY}")
     return summary
 
 
@@ -174,7 +179,7 @@ class RunDir:
                 raise RunFileError(f"{path}: a directory where a file belongs")
             return loader(path)
         except RunFileError as exc:
-            self._set_aside(name, str(exc).split(": ", 1)[-1])
+            self._set_aside(name, str(exc).split(": ", 1)[-1].split(";")[0])
             return None
 
     def _stored_config(self) -> Optional[dict[str, Any]]:

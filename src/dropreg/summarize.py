@@ -1,61 +1,70 @@
-"""Collect the `summary.json` of every run of a study into one tidy table (one row per run).
+"""Collect the summaries of a study's runs into one tidy table (one row per run).
 
-    python -m dropreg.summarize --out results/<preset>/<study>.csv [--column name=config.key ...] SUMMARY...
+    python -m dropreg.summarize --study S --out results/<preset>/<study>.csv SPEC...   (its final pack specs)
 
-`--column p=regularizer.dropout.hidden_retain` adds the run's value of that config key as column `p`
-(`{regularizer}` in the key stands for the run's regularizer), so sweeps become plottable columns.
+A run's sweep values (one column per sweep axis, empty where the axis does not apply to its
+regularizer) and the values tuning selected for it come from its pack spec; every summary is read
+strictly and must be its run dir's own, for the config the spec says (a summary copied from
+another run dir is refused in one line naming the file).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from .atomic import atomic_path
+from .pack import SpecError, load_spec
+from .pipeline import short_key
+from .rundir import RunFileError, check_summary_belongs, load_summary
 
-COLUMNS = ["study", "run", "regularizer", "seed", "status", "diverged_at_update", "test_error",
-           "best_val_error", "best_val_update", "final_val_error", "final_train_error", "updates",
-           "wall_seconds", "device", "run_dir"]
-
-
-def _lookup(config: dict, dotted: str) -> Any:
-    node: Any = config
-    for part in dotted.split("."):
-        node = node[part]
-    return node
+COLUMNS = ["study", "run", "regularizer", "seed", "selected", "status", "diverged_at_update", "test_error",
+           "best_val_error", "best_val_update", "final_val_error", "final_train_error", "updates", "wall_seconds",
+           "pack_size", "device", "run_dir"]
+ENDED_BADLY = ("diverged", "failed_to_learn")
 
 
-def collect(summary_files: list[str | Path], columns: dict[str, str], study: str) -> pd.DataFrame:
-    rows = []
-    for path in map(Path, summary_files):
-        s = json.loads(path.read_text())
-        reg = s["config"]["regularizer"]["name"]
-        row = {"study": study, "run": path.parent.name, "regularizer": reg, "seed": s["config"]["seed"],
-               **{k: s.get(k) for k in COLUMNS if k in s}, "run_dir": str(path.parent)}
-        for name, key in columns.items():
-            row[name] = _lookup(s["config"], key.format(regularizer=reg))
-        rows.append(row)
+def describe_values(values: dict) -> str:
+    return ", ".join(f"{short_key(k)} {v:g}" if isinstance(v, float) else f"{short_key(k)} {v}"
+                     for k, v in values.items())
+
+
+def collect(specs: list[str]) -> pd.DataFrame:
+    rows, axes = [], []
+    for spec_path in specs:
+        spec = load_spec(spec_path)
+        for m in spec["members"]:
+            path = Path(m["run_dir"]) / "summary.json"
+            s = load_summary(path)
+            check_summary_belongs(path, s, m["config"])
+            axes += [a for a in m["sweep"] if a not in axes]
+            rows.append({"study": spec["study"], "run": m["run_id"], "regularizer": m["regularizer"],
+                         "seed": m["seed"], **m["sweep"], "selected": describe_values(m["selected"]),
+                         **{k: s.get(k) for k in COLUMNS if k in s}, "run_dir": m["run_dir"]})
     frame = pd.DataFrame(rows)
-    return frame[[c for c in COLUMNS[:4] + list(columns) + COLUMNS[4:] if c in frame]]
+    return frame[[c for c in COLUMNS[:4] + axes + COLUMNS[4:] if c in frame]]
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("summaries", nargs="+")
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dropreg.summarize", description=__doc__.splitlines()[0])
+    parser.add_argument("specs", nargs="+", help="the study's final pack specs")
     parser.add_argument("--out", required=True)
     parser.add_argument("--study", required=True)
-    parser.add_argument("--column", action="append", default=[], metavar="NAME=KEY")
     args = parser.parse_args(argv)
-    columns = dict(c.split("=", 1) for c in args.column)
-    frame = collect(args.summaries, columns, args.study)
+    try:
+        frame = collect(args.specs)
+    except (SpecError, RunFileError) as exc:
+        print(f"dropreg.summarize: error: {exc}", file=sys.stderr)
+        return 1
     with atomic_path(args.out) as tmp:
         frame.to_csv(tmp, index=False)
-    print(f"dropreg.summarize: {args.out}: {len(frame)} runs, {int((frame['status'] == 'diverged').sum())} diverged")
+    bad = {s: int((frame["status"] == s).sum()) for s in ENDED_BADLY}
+    print(f"dropreg.summarize: {args.out}: {len(frame)} runs" + "".join(f", {n} {s}" for s, n in bad.items() if n))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

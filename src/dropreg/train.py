@@ -197,7 +197,8 @@ def cli(argv: Optional[list[str]] = None) -> int:
             return 2
     register_schema()
     app = hydra.main(config_path=str(conf_dir()), config_name="train", version_base="1.3")(_task)
-    saved = sys.argv
+    saved, root = sys.argv, logging.getLogger()
+    handlers, level = root.handlers[:], root.level
     sys.argv = ["dropreg.train", *argv]
     try:
         app()
@@ -205,6 +206,12 @@ def cli(argv: Optional[list[str]] = None) -> int:
         return int(exc.code or 0)
     finally:
         sys.argv = saved
+        # Hydra configured logging for its job (console + <run dir>/train.log); put back what the
+        # caller had, so a second in-process call does not write to the first one's streams
+        for handler in root.handlers:
+            if handler not in handlers:
+                handler.close()
+        root.handlers, root.level = handlers, level
     return 0
 
 

@@ -1,0 +1,125 @@
+"""Each regularizer's hyperparameters chosen on the validation split, as the paper did (§6.5, B.1).
+
+    python -m dropreg.select --study S --selected results/<preset>/<study>/selected.yaml
+        --table results/<preset>/<study>/tuning.csv SPEC...        (the study's tuning pack specs)
+
+Per regularizer, every candidate of the study's `tune.grid` trained with each tuning seed on the
+train/validation split. The selected candidate has the lowest mean *final* validation error over
+the seeds (the model at the end of the budget: the study's runs use no early stopping either);
+ties go to the lower mean best validation error, then to the candidate listed first. A candidate
+with a seed that diverged or failed to learn is never selected; when that is every candidate of a
+regularizer, the study stops here with one line (exit 1) naming the study and the regularizer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from .atomic import atomic_path, write_text
+from .pack import SpecError, load_spec
+from .pipeline import _hydra_value, short_key
+from .rundir import RunFileError, check_summary_belongs, load_summary
+
+CRITERION = "lowest mean final validation error over the tuning seeds (ties: lower mean best validation error)"
+
+
+class SelectionError(RuntimeError):
+    pass
+
+
+def tuning_results(specs: list[str]) -> pd.DataFrame:
+    """One row per tuning run: its candidate's values, status and errors (summaries checked)."""
+    rows = []
+    for spec_path in specs:
+        spec = load_spec(spec_path)
+        for m in spec["members"]:
+            path = Path(m["run_dir"]) / "summary.json"
+            s = load_summary(path)
+            check_summary_belongs(path, s, m["config"])
+            rows.append({"study": spec["study"], "regularizer": m["regularizer"], "run": m["run_id"], "seed": m["seed"],
+                         "candidate": tuple(m["candidate"].items()),
+                         **{short_key(k): v for k, v in m["candidate"].items()},
+                         "status": s["status"], "final_val_error": s["final_val_error"],
+                         "best_val_error": s["best_val_error"], "test_error": s["test_error"], "updates": s["updates"],
+                         "run_dir": m["run_dir"]})
+    return pd.DataFrame(rows)
+
+
+def select(results: pd.DataFrame, study: str) -> dict[str, Any]:
+    """The selection (what selected.yaml holds) from `tuning_results`."""
+    chosen: dict[str, Any] = {}
+    for reg, runs in results.groupby("regularizer", sort=False):
+        candidates = []
+        for order, (candidate, seeds) in enumerate(runs.groupby("candidate", sort=False)):
+            ok = bool((seeds["status"] == "completed").all())
+            if ok and seeds["final_val_error"].isna().any():
+                raise SelectionError(f"study {study}: tuning runs of {reg} have no validation error (the dataset has "
+                                     "no validation split to tune on)")
+            candidates.append({"values": dict(candidate), "order": order, "eligible": ok,
+                               "mean_val_error": float(seeds["final_val_error"].mean()) if ok else None,
+                               "mean_best_val_error": float(seeds["best_val_error"].mean()) if ok else None,
+                               "seeds": [int(s) for s in seeds["seed"]], "statuses": list(seeds["status"])})
+        eligible = [c for c in candidates if c["eligible"]]
+        if not eligible:
+            statuses = pd.Series([s for c in candidates for s in c["statuses"]]).value_counts()
+            raise SelectionError(f"study {study}: every tuning candidate of {reg} diverged or failed to learn "
+                                 f"({len(candidates)} candidates; runs: "
+                                 f"{', '.join(f'{n} {s}' for s, n in statuses.items())}); widen its tune.grid")
+        best = min(eligible, key=lambda c: (c["mean_val_error"], c["mean_best_val_error"], c["order"]))
+        chosen[reg] = {
+            "selected": best["values"],
+            "overrides": [f"{k}={_hydra_value(v)}" for k, v in best["values"].items()],
+            "mean_val_error": best["mean_val_error"],
+            "candidates": [{k: c[k] for k in ("values", "mean_val_error", "seeds", "statuses")} for c in candidates],
+        }
+    return {"study": study, "criterion": CRITERION, "regularizers": chosen}
+
+
+def load_selection(path: str | Path) -> dict[str, Any]:
+    """selected.yaml's `regularizers` mapping (regularizer -> selected values and overrides)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+        return dict(data["regularizers"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
+        raise RunFileError(f"{path}: not a readable selection ({exc.__class__.__name__}); delete it and rerun "
+                           "the pipeline") from exc
+
+
+def describe_selection(selection: dict[str, Any]) -> str:
+    """`l2: lr 0.1, l2_weight 0.0001; max_norm: lr 0.1, max_norm_radius 3.0`."""
+    return "; ".join(f"{reg}: " + ", ".join(f"{short_key(k)} {v:g}" if isinstance(v, float) else f"{short_key(k)} {v}"
+                                            for k, v in sel["selected"].items())
+                     for reg, sel in selection.items())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dropreg.select", description=__doc__.splitlines()[0])
+    parser.add_argument("specs", nargs="+", help="the study's tuning pack specs")
+    parser.add_argument("--study", required=True)
+    parser.add_argument("--selected", required=True, help="output: selected.yaml")
+    parser.add_argument("--table", required=True, help="output: tuning.csv")
+    args = parser.parse_args(argv)
+    try:
+        results = tuning_results(args.specs)
+        selection = select(results, args.study)
+    except (SpecError, RunFileError, SelectionError) as exc:
+        print(f"dropreg.select: error: {exc}", file=sys.stderr)
+        return 1
+    chosen = {(reg, tuple(sel["selected"].items())) for reg, sel in selection["regularizers"].items()}
+    table = results.assign(selected=[(r, c) in chosen for r, c in zip(results["regularizer"], results["candidate"])])
+    with atomic_path(args.table) as tmp:
+        table.drop(columns="candidate").to_csv(tmp, index=False)
+    write_text(args.selected, "# written by dropreg.select; the study's runs train with `overrides`\n"
+               + yaml.safe_dump(selection, sort_keys=False))
+    print(f"dropreg.select: {args.selected}: {describe_selection(selection['regularizers'])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
