@@ -11,8 +11,7 @@ import torch
 from dropreg.config import Activation, DropoutConfig, L2Form, RegularizerConfig
 from dropreg.dropout import PackedDropout
 from dropreg.net import PackedMLP
-from dropreg.regularizers import (KLSparsityPenalty, L1Penalty, L2Penalty, MaxNormConstraint,
-                                  build_constraints, build_penalties)
+from dropreg.regularizers import (KLSparsityPenalty, L1Penalty, L2Penalty, build_constraints, build_penalties)
 
 W1 = [[1.0, -2.0, 0.5], [0.0, 3.0, -1.0]]  # hidden 2 x input 3, as nn.Linear weights [out, in]
 B1 = [0.5, -0.5]

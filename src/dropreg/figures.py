@@ -20,7 +20,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 import matplotlib
 
@@ -32,7 +32,7 @@ import seaborn as sns  # noqa: E402
 
 from . import paper  # noqa: E402
 from .atomic import atomic_path, write_text  # noqa: E402
-from .tables import (completed, dropout_gain, method_label, notmnist_table, sweep_axes, table9,  # noqa: E402
+from .tables import (completed, dropout_gain, method_label, notmnist_table, table9,  # noqa: E402
                      table9_display, write_latex, write_markdown)
 
 WIDTH = 3.4  # inches: one column of a two-column paper
@@ -462,7 +462,7 @@ def plot_tuning(frame: pd.DataFrame, out: str, source: str) -> None:
         ok = group[group["status"] == "completed"]
         mean = ok.groupby([k for k in tuned], dropna=False)["final_val_error"].mean().reset_index()
         series = [(None, mean)] if hue is None else list(mean.groupby(hue, sort=True))
-        for i, (value, m) in enumerate(series):
+        for value, m in series:
             m = m.sort_values(x)
             ax.plot(m[x], m["final_val_error"], marker="o", markersize=3, linewidth=1,
                     label=None if hue is None else f"{hue} {value:g}" if isinstance(value, float) else f"{hue} {value}")

@@ -14,7 +14,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 
 class SpecError(ValueError):
@@ -31,6 +31,20 @@ def load_spec(path: str | Path) -> dict[str, Any]:
         raise SpecError(f"{path}: not a readable pack spec ({exc.__class__.__name__}: {exc}); rerun the pipeline "
                         "to write it again") from exc
     return spec
+
+
+def ended_runs(specs: list[str]) -> Iterator[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]]:
+    """(spec, member, summary) of every run of the given pack specs, each summary read strictly and
+    checked to be its run dir's own, for the config the spec says (RunFileError otherwise)."""
+    from .rundir import check_summary_belongs, load_summary
+
+    for spec_path in specs:
+        spec = load_spec(spec_path)
+        for m in spec["members"]:
+            path = Path(m["run_dir"]) / "summary.json"
+            summary = load_summary(path)
+            check_summary_belongs(path, summary, m["config"])
+            yield spec, m, summary
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -234,6 +234,12 @@ def short_key(key: str) -> str:
     return key.replace(".", "_")
 
 
+def describe_values(values: dict[str, Any]) -> str:
+    """`lr 0.1, l2_weight 0.0001`: tuned values as captions and tables show them."""
+    return ", ".join(f"{short_key(k)} {v:g}" if isinstance(v, float) else f"{short_key(k)} {v}"
+                     for k, v in values.items())
+
+
 # ----------------------------------------------------------------------------- loading
 def _options(group: str) -> set[str]:
     return {p.stem for p in (conf_dir() / group).glob("*.yaml")}

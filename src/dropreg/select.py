@@ -22,9 +22,9 @@ import pandas as pd
 import yaml
 
 from .atomic import atomic_path, write_text
-from .pack import SpecError, load_spec
-from .pipeline import _hydra_value, short_key
-from .rundir import RunFileError, check_summary_belongs, load_summary
+from .pack import SpecError, ended_runs
+from .pipeline import _hydra_value, describe_values, short_key
+from .rundir import RunFileError
 
 CRITERION = "lowest mean final validation error over the tuning seeds (ties: lower mean best validation error)"
 
@@ -36,18 +36,13 @@ class SelectionError(RuntimeError):
 def tuning_results(specs: list[str]) -> pd.DataFrame:
     """One row per tuning run: its candidate's values, status and errors (summaries checked)."""
     rows = []
-    for spec_path in specs:
-        spec = load_spec(spec_path)
-        for m in spec["members"]:
-            path = Path(m["run_dir"]) / "summary.json"
-            s = load_summary(path)
-            check_summary_belongs(path, s, m["config"])
-            rows.append({"study": spec["study"], "regularizer": m["regularizer"], "run": m["run_id"], "seed": m["seed"],
-                         "candidate": tuple(m["candidate"].items()),
-                         **{short_key(k): v for k, v in m["candidate"].items()},
-                         "status": s["status"], "final_val_error": s["final_val_error"],
-                         "best_val_error": s["best_val_error"], "test_error": s["test_error"], "updates": s["updates"],
-                         "run_dir": m["run_dir"]})
+    for spec, m, s in ended_runs(specs):
+        rows.append({"study": spec["study"], "regularizer": m["regularizer"], "run": m["run_id"], "seed": m["seed"],
+                     "candidate": tuple(m["candidate"].items()),
+                     **{short_key(k): v for k, v in m["candidate"].items()},
+                     "status": s["status"], "final_val_error": s["final_val_error"],
+                     "best_val_error": s["best_val_error"], "test_error": s["test_error"], "updates": s["updates"],
+                     "run_dir": m["run_dir"]})
     return pd.DataFrame(rows)
 
 
@@ -93,9 +88,7 @@ def load_selection(path: str | Path) -> dict[str, Any]:
 
 def describe_selection(selection: dict[str, Any]) -> str:
     """`l2: lr 0.1, l2_weight 0.0001; max_norm: lr 0.1, max_norm_radius 3.0`."""
-    return "; ".join(f"{reg}: " + ", ".join(f"{short_key(k)} {v:g}" if isinstance(v, float) else f"{short_key(k)} {v}"
-                                            for k, v in sel["selected"].items())
-                     for reg, sel in selection.items())
+    return "; ".join(f"{reg}: {describe_values(sel['selected'])}" for reg, sel in selection.items())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import pandas as pd
 
 from .atomic import atomic_path
-from .pack import SpecError, load_spec
-from .pipeline import short_key
-from .rundir import RunFileError, check_summary_belongs, load_summary
+from .pack import SpecError, ended_runs
+from .pipeline import describe_values
+from .rundir import RunFileError
 
 COLUMNS = ["study", "run", "regularizer", "seed", "selected", "status", "diverged_at_update", "test_error",
            "best_val_error", "best_val_update", "final_val_error", "final_train_error", "updates", "wall_seconds",
@@ -27,23 +26,13 @@ COLUMNS = ["study", "run", "regularizer", "seed", "selected", "status", "diverge
 ENDED_BADLY = ("diverged", "failed_to_learn")
 
 
-def describe_values(values: dict) -> str:
-    return ", ".join(f"{short_key(k)} {v:g}" if isinstance(v, float) else f"{short_key(k)} {v}"
-                     for k, v in values.items())
-
-
 def collect(specs: list[str]) -> pd.DataFrame:
     rows, axes = [], []
-    for spec_path in specs:
-        spec = load_spec(spec_path)
-        for m in spec["members"]:
-            path = Path(m["run_dir"]) / "summary.json"
-            s = load_summary(path)
-            check_summary_belongs(path, s, m["config"])
-            axes += [a for a in m["sweep"] if a not in axes]
-            rows.append({"study": spec["study"], "run": m["run_id"], "regularizer": m["regularizer"],
-                         "seed": m["seed"], **m["sweep"], "selected": describe_values(m["selected"]),
-                         **{k: s.get(k) for k in COLUMNS if k in s}, "run_dir": m["run_dir"]})
+    for spec, m, s in ended_runs(specs):
+        axes += [a for a in m["sweep"] if a not in axes]
+        rows.append({"study": spec["study"], "run": m["run_id"], "regularizer": m["regularizer"],
+                     "seed": m["seed"], **m["sweep"], "selected": describe_values(m["selected"]),
+                     **{k: s.get(k) for k in COLUMNS if k in s}, "run_dir": m["run_dir"]})
     frame = pd.DataFrame(rows)
     return frame[[c for c in COLUMNS[:4] + axes + COLUMNS[4:] if c in frame]]
 

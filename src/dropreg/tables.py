@@ -82,12 +82,12 @@ def table9(frame: pd.DataFrame) -> pd.DataFrame:
     keys = ["regularizer", *axes]
     order = {r: i for i, r in enumerate(TABLE9_ORDER)}
     groups = []
-    for key, runs in frame.groupby(keys, sort=False, dropna=False):
+    for _, runs in frame.groupby(keys, sort=False, dropna=False):
         first = runs.iloc[0]
-        groups.append((order.get(first["regularizer"], len(order)), tuple(first[a] for a in axes), first, runs))
+        groups.append((order.get(first["regularizer"], len(order)), first, runs))
     groups.sort(key=lambda g: g[0])  # stable: sweep points stay in the preset's order
     rows, previous = [], None
-    for _, _, first, runs in groups:
+    for _, first, runs in groups:
         done = completed(runs)["test_error"]
         reg = first["regularizer"]
         point = _point_label(first, axes)

@@ -73,8 +73,7 @@ class PreparedDataModule(pl.LightningDataModule):
         training subset between one batch and the training examples). Returns the manifest."""
         self.prepare_data()
         self.manifest = load_manifest(self.cfg.data_dir, self.cfg.name)
-        counts, shape = self.manifest["counts"], self.manifest["image_shape"]
-        pixels = int(np.prod(shape))
+        pixels = int(np.prod(self.manifest["image_shape"]))
         if pixels != self.cfg.input_dim:
             raise PreparedDataError(f"dataset {self.cfg.name}: images of {pixels} pixels do not fit "
                                     f"dataset.input_dim={self.cfg.input_dim}")
