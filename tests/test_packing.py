@@ -137,3 +137,15 @@ def test_the_graph_path_warm_up_leaves_no_trace(make_cfg, tmp_path, monkeypatch)
     assert captures == [1]  # captured once, replayed for every update
     for n in ("a", "b"):
         assert filecmp.cmp(tmp_path / "eager" / n / "metrics.csv", tmp_path / "graph" / n / "metrics.csv", shallow=False)
+
+
+def test_benchmark_json_has_what_the_readme_reports(data_dir, capsys):
+    import json
+
+    from dropreg.bench import main
+
+    main(["--device", "cpu", "--packs", "1", "2", "--updates", "2", "--repeats", "1", "--data-dir", str(data_dir),
+          "--json"])
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(result["packed_ms_per_run_update"]) == {"1", "2"} and result["plain_ms_per_update"] > 0
+    assert result["device"].startswith("cpu") and result["packed_loop_ms_per_run_update"]["2"] > 0

@@ -3,6 +3,9 @@
     python -m dropreg.bench [--device cpu|cuda] [--packs 1 8 24] [--updates N] [--json]
         [--matmul-precision highest|high] [--cuda-graph auto|off]
 
+Also times the same packed update driven by a bare loop (no Lightning) for the largest K, so the
+cost of hosting the loop in Lightning shows as a ratio.
+
 Both sides train `paper_mlp` (784-1024-1024-2048-10) at batch 100 on the same on-device mnist5k
 tensors with the same regularizer (dropout + max-norm by default), the same SGD with momentum ramp
 and learning-rate decay. The plain loop is what one would write by hand for one run (`nn.Linear`
@@ -123,11 +126,40 @@ class _IntervalClock(pl.Callback):
         self.seconds.append(time.perf_counter() - self._start)
 
 
+def _pack_configs(overrides: list[str], members: int) -> list[dict]:
+    comp = Composer()
+    return [as_container(settings_of(comp([*overrides, f"seed={k + 1}"]))) for k in range(members)]
+
+
+def packed_loop(overrides: list[str], members: int, updates: int, device: torch.device) -> float:
+    """ms per run-update of the same packed update driven by a bare loop, no Lightning: what the
+    project's Lightning-hosted path is measured against (its overhead must stay within 15 %)."""
+    from .batches import PackBatches
+    from .module import PackedClassifier
+    from .update import PackUpdate
+
+    module = PackedClassifier(_pack_configs(overrides, members)).to(device)
+    module.configure_optimizers()
+    s = module.settings[0]
+    dm = PreparedDataModule(s.dataset, s.trainer.eval_batch_size)
+    dm.check(module.settings)
+    dm.setup(device=device)
+    x, y = dm.tensors["train"]
+    batches = PackBatches([len(y)] * members, module.batch_size, [m.seed for m in module.settings])
+    step = PackUpdate(module, x, y, use_graph=device.type == "cuda" and s.trainer.cuda_graph != "off")
+    module.dropout.reseed([m.seed for m in module.settings], 0)
+    step.run(0, updates, batches.indices)  # warm-up (and the capture on CUDA)
+    _sync(device)
+    start = time.perf_counter()
+    step.run(updates, updates, batches.indices)
+    _sync(device)
+    return 1000.0 * (time.perf_counter() - start) / (updates * members)
+
+
 def packed(overrides: list[str], members: int, updates: int) -> float:
     """ms per run-update of a pack of `members` runs (seeds 1..K): the second of two intervals of
     `updates` updates (the first warms up, and captures the CUDA graph on GPU)."""
-    comp = Composer()
-    configs = [as_container(settings_of(comp([*overrides, f"seed={k + 1}"]))) for k in range(members)]
+    configs = _pack_configs(overrides, members)
     clock = _IntervalClock()
     with tempfile.TemporaryDirectory() as root:
         train_pack(configs, [Path(root) / f"run{k}" for k in range(members)], callbacks=[clock])
@@ -154,9 +186,11 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_float32_matmul_precision(args.matmul_precision)
     if device.type == "cpu":
         keep_freed_memory()  # what training does on the CPU; applied to both sides alike
-    plain, pack = [], {k: [] for k in args.packs}
+    plain, pack, loop = [], {k: [] for k in args.packs}, []
+    largest = max(args.packs)
     for _ in range(args.repeats):  # alternate, so drift in machine load hits every side alike
         plain.append(plain_loop(overrides, device, 2 * updates, timed_from=updates)[0])
+        loop.append(packed_loop(overrides, largest, updates, device))
         for k in args.packs:
             pack[k].append(packed(overrides, k, updates))
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"
@@ -164,7 +198,8 @@ def main(argv: list[str] | None = None) -> None:
               "matmul_precision": args.matmul_precision, "cuda_graph": args.cuda_graph,
               "plain_ms_per_update": round(min(plain), 4),
               "packed_ms_per_run_update": {str(k): round(min(v), 4) for k, v in pack.items()},
-              "runs": {"plain": plain, **{str(k): v for k, v in pack.items()}}}
+              "packed_loop_ms_per_run_update": {str(largest): round(min(loop), 4)},
+              "runs": {"plain": plain, "packed_loop": loop, **{str(k): v for k, v in pack.items()}}}
     if args.json:
         print(json.dumps(result))
         return
@@ -175,6 +210,8 @@ def main(argv: list[str] | None = None) -> None:
     for k, v in pack.items():
         print(f"  dropreg pack of {k:>2}          : {min(v):8.3f} ms/run-update  ({min(v) / p:.2f} x plain; "
               f"median of runs {statistics.median(v):.3f})")
+    print(f"  bare packed loop of {largest:>2}      : {min(loop):8.3f} ms/run-update  (dropreg / bare loop: "
+          f"{min(pack[largest]) / min(loop):.3f})")
 
 
 if __name__ == "__main__":

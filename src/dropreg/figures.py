@@ -238,7 +238,7 @@ def plot_table9_ci(frame: pd.DataFrame, out: str, source: str) -> None:
     ax.set_yticks(y, table["method"], fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel(f"our test error (%), mean ± 95 % CI ({_n_note(table['n'])}) — {runs.short}")
-    ax.set_title("Welch's t-test between neighbouring rows (right)", fontsize=8)
+    ax.set_title(f"95 % CIs and Welch's t-test between neighbouring rows — {runs.short}", fontsize=7)
     significant = int((table["p_vs_previous"] < 0.05).sum())
     tested = int(table["p_vs_previous"].notna().sum())
     caption = runs.caption(
@@ -280,6 +280,7 @@ def plot_learning_curves(frame: pd.DataFrame, out: str, source: str) -> None:
             axes[1].axhspan(lo, hi, color="gray", alpha=0.15)
             axes[1].annotate(label, (0.02, hi), xycoords=("axes fraction", "data"), fontsize=6)
     axes[1].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    fig.suptitle(f"Learning curves — {runs.short}", fontsize=8)
     band = "; bands: ± sd over seeds" if several else "; one seed per method, so no bands"
     caption = runs.caption(f"Error during training, per method (mean over seeds{band}; the paper's Fig. 4 band "
                            f"where the scale is the paper's). Left: training error with dropout active; right: "
@@ -304,30 +305,31 @@ def plot_weight_histograms(frame: pd.DataFrame, out: str, source: str) -> None:
     order = _order(done["regularizer"])
     picked = {reg: done[done["regularizer"] == reg].sort_values("seed").iloc[0] for reg in order}
     weights = {reg: _first_layer(r["run_dir"]) for reg, r in picked.items()}
+    configs = {reg: json.loads((Path(r["run_dir"]) / "summary.json").read_text())["config"] for reg, r in picked.items()}
+    radii = {reg: c["regularizer"]["max_norm"]["radius"] for reg, c in configs.items()}
+    norms = {reg: np.sqrt((w ** 2).sum(axis=0)) for reg, w in weights.items()}
     limit = float(np.percentile(np.abs(np.concatenate([w.ravel() for w in weights.values()])), 99.9))
-    fig, axes = plt.subplots(2, len(order), figsize=(1.45 * len(order) + 0.6, 3.4), squeeze=False)
-    bins = np.linspace(-limit, limit, 81)
+    top_norm = 1.05 * max([n.max() for n in norms.values()] + [r for r in radii.values() if r is not None])
+    fig, axes = plt.subplots(2, len(order), figsize=(1.45 * len(order) + 0.6, 3.6), squeeze=False, sharex="row")
+    value_bins, norm_bins = np.linspace(-limit, limit, 81), np.linspace(0, top_norm, 41)  # shared: comparable
     for col, reg in enumerate(order):
-        w = weights[reg]
-        config = json.loads((Path(picked[reg]["run_dir"]) / "summary.json").read_text())["config"]
-        radius = config["regularizer"]["max_norm"]["radius"]
-        color = COLORS.get(reg, "C0")
+        w, radius, color = weights[reg], radii[reg], COLORS.get(reg, "C0")
         top, bottom = axes[0, col], axes[1, col]
-        top.hist(w.ravel(), bins=bins, color=color, log=True)
+        top.hist(w.ravel(), bins=value_bins, color=color, log=True, histtype="stepfilled")
         top.set_title(f"{method_label(reg)}\n|w| < 1e-3: {np.mean(np.abs(w) < 1e-3):.1%}", fontsize=6)
         top.tick_params(labelsize=5)
-        norms = np.sqrt((w ** 2).sum(axis=0))
-        bottom.hist(norms, bins=30, color=color)
+        bottom.hist(norms[reg], bins=norm_bins, color=color, histtype="stepfilled")
         if radius is not None:
             bottom.axvline(radius, color="black", linestyle="--", linewidth=1)
             bottom.annotate(f"c = {radius:g}", (radius, 0.9), xycoords=("data", "axes fraction"), fontsize=5,
                             ha="right")
-        bottom.set_title(f"max ‖w_j‖ = {norms.max():.2f}", fontsize=6)
+        bottom.set_title(f"max ‖w_j‖ = {norms[reg].max():.2f}", fontsize=6)
         bottom.tick_params(labelsize=5)
     axes[0, 0].set_ylabel("weights (log count)", fontsize=6)
     axes[1, 0].set_ylabel("hidden units", fontsize=6)
     fig.supxlabel("top: first-layer weight values; bottom: norm of each first-layer unit's incoming weights",
                   fontsize=6)
+    fig.suptitle(f"Final first-layer weights — {runs.short}", fontsize=8)
     fig.tight_layout()
     caption = runs.caption("Final first-layer weights (one seed per method): their values (top, log count; the "
                            "share of near-zero weights above each panel) and each hidden unit's incoming-weight norm "
@@ -484,6 +486,9 @@ def plot_tuning(frame: pd.DataFrame, out: str, source: str) -> None:
             ax.legend(fontsize=4.5)
     for ax in axes[:, 0]:
         ax.set_ylabel("validation error (%)", fontsize=6)
+    updates = int(frame["updates"].max())
+    fig.suptitle(f"Tuning on the validation split — {runs.config['dataset']['name']}, {runs.model}, "
+                 f"{updates:,} updates per candidate", fontsize=8)
     fig.tight_layout()
     caption = runs.caption("Tuning on the validation split: final validation error (mean over tuning seeds) against "
                            "each tuned value, per method; the selected candidate is starred, candidates that diverged "

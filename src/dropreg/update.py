@@ -32,6 +32,7 @@ class PackUpdate:
         self.block = torch.zeros(BLOCK, module.members, module.batch_size, dtype=torch.long, device=device)
         self.pos = torch.zeros(1, dtype=torch.long, device=device)
         self.host_block = torch.zeros_like(self.block, device="cpu")
+        self.copied = None  # CUDA: the event after the last copy out of the pinned host block
         if device.type == "cuda":
             self.host_block = self.host_block.pin_memory()
         self.use_graph = use_graph
@@ -84,8 +85,15 @@ class PackUpdate:
 
     def _load(self, block: np.ndarray) -> None:
         n = len(block)
+        if self.copied is not None:
+            # the device runs far behind the host (a block of replays is queued in microseconds): the
+            # pinned buffer may be refilled only once the device has copied the previous block out
+            self.copied.synchronize()
         self.host_block[:n].copy_(torch.from_numpy(block))
         self.block[:n].copy_(self.host_block[:n], non_blocking=True)
+        if self.block.device.type == "cuda":
+            self.copied = torch.cuda.Event()
+            self.copied.record()
         self.pos.zero_()
 
     def _capture(self) -> None:
