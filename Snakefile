@@ -10,6 +10,7 @@ Rules stay thin: each one calls a `python -m dropreg.<stage>` command; the logic
 Every run of the preset is composed and validated when this file is read (dropreg.pipeline.load).
 """
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -50,7 +51,6 @@ envvars:
 wildcard_constraints:
     study="|".join(STUDIES),
     dataset="[a-z0-9_]+",
-    pack="(tune|final)[0-9]+",
 
 
 # On a cluster these run on the submit host: downloads need the internet that compute nodes often
@@ -59,7 +59,6 @@ localrules:
     all,
     figures,
     download,
-    pack_spec,
     select,
     summarize,
     plot,
@@ -99,19 +98,11 @@ rule prepare:
         "python -m dropreg.data prepare {wildcards.dataset} > {log} 2>&1"
 
 
-# What a pack trains: its runs' dirs and resolved configs (final runs of a tuned study with the
-# values tuning selected). Rewritten whenever a member's overrides or resolved config change.
-rule pack_spec:
-    input:
-        lambda w: ([PIPE.selected_path(w.study)] if w.pack.startswith("final") and PIPE.tuned(w.study) else []),
-    output:
-        f"{R}/packs/{{study}}/{{pack}}.json",
-    log:
-        f"{LOGS}/packs/{{study}}/{{pack}}.log",
-    params:
-        signature=lambda w: PIPE.signature(PIPE.pack(w.study, w.pack)),
-    run:
-        PIPE.write_spec(wildcards.study, wildcards.pack, output[0])
+# One job per pack (train_<study>_<stage><n>): it writes the pack's spec (its runs' dirs and resolved
+# configs; final runs of a tuned study with the values tuning selected), then trains them in one
+# process. `signature` changes whenever a member's overrides or resolved config do (an edited preset
+# or conf/ file), so exactly the affected packs rerun.
+OVERRIDES = json.dumps(pipeline._command_line_overrides(config))
 
 
 for _pack in PIPE.packs:
@@ -120,19 +111,28 @@ for _pack in PIPE.packs:
         name:
             _pack.rule
         input:
-            spec=PIPE.spec_path(_pack),
             data=f"data/prepared/{PIPE.study(_pack.study)['dataset']}.manifest.json",
+            selected=([PIPE.selected_path(_pack.study)] if _pack.stage == "final" and PIPE.tuned(_pack.study) else []),
         output:
-            [f"{r.run_dir}/summary.json" for r in _pack.runs],
+            spec=PIPE.spec_path(_pack),
+            summaries=[f"{r.run_dir}/summary.json" for r in _pack.runs],
         log:
             f"{LOGS}/train/{_pack.study}/{_pack.name}.log",
+        priority: 1 if _pack.study in PIPE.tuned_studies() else 0
         threads: PIPE.config.get("threads_per_pack", 1)
         resources:
             gpu=PIPE.config.get("gpus_per_pack", 0),
             runtime=PIPE.study(_pack.study).get("runtime_min", PIPE.config.get("runtime_min", 60)),
             mem_mb=PIPE.study(_pack.study).get("mem_mb", PIPE.config.get("mem_mb", 4000)),
+        params:
+            signature=PIPE.signature(_pack),
+            preset=PIPE.source,
+            study=_pack.study,
+            pack=_pack.name,
+            overrides=OVERRIDES,
         shell:
-            "python -m dropreg.pack {input.spec} --threads {threads} > {log} 2>&1"
+            "python -m dropreg.pack {output.spec} --preset {params.preset:q} --study {params.study} "
+            "--pack {params.pack} --overrides {params.overrides:q} --threads {threads} > {log} 2>&1"
 
 
 rule select:

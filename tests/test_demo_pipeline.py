@@ -102,8 +102,8 @@ def test_edits_copies_and_deletions_rerun_cleanly(tmp_path):
 
     # a summary copied over another run's: refused in one line naming the file
     (run / "dropout-seed1" / "summary.json").write_bytes((run / "none-seed1" / "summary.json").read_bytes())
-    proc = snakemake("--cores", "1", "--config", f"preset={preset}", "results/small/table9.csv", "--forcerun",
-                     "summarize", cwd=tmp_path)
+    proc = snakemake("results/small/table9.csv", "--cores", "1", "--forcerun", "summarize",
+                     "--config", f"preset={preset}", cwd=tmp_path)
     assert proc.returncode != 0
     summarize_log = (tmp_path / "logs" / "small" / "summarize" / "table9.log").read_text()
     assert "dropout-seed1/summary.json: written by run 'none-seed1', not 'dropout-seed1'" in summarize_log

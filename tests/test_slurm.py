@@ -102,7 +102,7 @@ def test_demo_target_through_sbatch_equals_local_run(cluster, tmp_path):
     seconds = time.monotonic() - started
     out = remote.stdout + remote.stderr
     job_ids = re.findall(r"submitted with SLURM jobid (\d+)", out)
-    assert len(job_ids) == 2, out[-2000:]  # prepare + one pack of 2 runs; specs and summarize are local rules
+    assert len(job_ids) == 2, out[-2000:]  # prepare + one pack of 2 runs; summarize is a local rule
     logs = list((tmp_path / "slurm" / ".snakemake" / "slurm_logs").rglob("*.log"))
     assert {re.search(r"(\d+)\.log$", p.name)[1] for p in logs} >= set(job_ids)
 

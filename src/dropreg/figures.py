@@ -103,10 +103,10 @@ class Runs:
     def caption(self, what: str) -> str:
         text = (f"{what} {self.data}; {self.model} net; {self.budget}; {self.seeds()}; "
                 f"{len(self.frame)} runs.{self.status_note()}")
-        if "selected" in self.frame and self.frame["selected"].fillna("").astype(bool).any():
-            picks = self.frame.drop_duplicates("regularizer")[["regularizer", "selected"]]
-            text += " Chosen on the validation split first: " + "; ".join(
-                f"{method_label(r)}: {s}" for r, s in picks.itertuples(index=False) if isinstance(s, str) and s) + "."
+        picks = [(r, s) for r, s in self.frame.drop_duplicates("regularizer")[["regularizer", "selected"]]
+                 .itertuples(index=False) if isinstance(s, str) and s] if "selected" in self.frame else []
+        if picks:
+            text += " Chosen on the validation split first: " + "; ".join(f"{method_label(r)}: {s}" for r, s in picks) + "."
         return text
 
 
@@ -265,12 +265,15 @@ def plot_learning_curves(frame: pd.DataFrame, out: str, source: str) -> None:
     palette = {method_label(r): COLORS.get(r, "gray") for r in order}
     hue_order = [method_label(r) for r in order]
     several = done.groupby("regularizer").size().max() > 1
-    fig, axes = plt.subplots(1, 2, figsize=(WIDTH * 2.2, WIDTH * 0.95), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(WIDTH * 2.2, WIDTH * 0.95))
+    late = data[data["update"] >= data["update"].max() * 0.2]  # past the first fifth: what the eye compares
     for ax, column, title in ((axes[0], "training (dropout on)", "training error (dropout on)"),
                               (axes[1], "held out", f"{held} error")):
         sns.lineplot(data=data, x="update", y=column, hue="method", hue_order=hue_order, palette=palette,
                      errorbar="sd" if several else None, ax=ax, legend=ax is axes[1], linewidth=1.1)
-        ax.set_yscale("log")  # errors span a decade and more: a log axis keeps the late, small gaps visible
+        # linear axes: training error reaches 0, which a log axis cannot show, and the held-out curves
+        # differ by fractions of a point; the first evaluations (far higher) are cut off, not the end
+        ax.set_ylim(0, float(late[column].quantile(0.98)) * 1.25)
         ax.set_title(title, fontsize=8)
         ax.set_xlabel("weight updates")
         ax.set_ylabel("classification error (%)")
@@ -362,18 +365,26 @@ def plot_dropout_rate(frame: pd.DataFrame, out: str, source: str) -> None:
     _need(frame, "p", source)
     runs = Runs.read(frame, source)
     done = _with_runs(frame, source, "the dropout-rate figure")
-    fig, ax = plt.subplots(figsize=(WIDTH, WIDTH * 0.8))
-    _line(ax, _mean_sd(done, ["p"], "test_error"), "p", "ours: test", "C0")
-    _line(ax, _mean_sd(done, ["p"], "final_train_error"), "p", "ours: training (dropout on)", "C1", marker="s")
-    ax.plot(paper.FIG9A_P, paper.FIG9A_TEST_ERROR, label="paper Fig. 9a: test", **PAPER_STYLE)
-    ax.plot(paper.FIG9A_P, paper.FIG9A_TRAIN_ERROR, label="paper Fig. 9a: training",
-            **{**PAPER_STYLE, "marker": "s", "color": "gray"})
-    ax.set_xlabel("retain probability p of hidden units")
-    ax.set_ylabel("classification error (%)")
-    ax.set_title(f"Dropout rate, n fixed — {runs.short}", fontsize=7)
-    ax.legend(fontsize=6)
-    caption = runs.caption(f"Test and training error against the retain probability p of the hidden units (cf. the "
-                           f"paper's Fig. 9a: 784-2048-2048-2048-10 on MNIST, dashed); {_bars_note(done, ['p'])}.")
+    if runs.paper_scale:
+        fig, ax = plt.subplots(figsize=(WIDTH, WIDTH * 0.8))
+        ours_ax = paper_ax = ax
+    else:  # our errors and the paper's are on different scales: side by side, same p axis
+        fig, (ours_ax, paper_ax) = plt.subplots(1, 2, figsize=(WIDTH * 1.9, WIDTH * 0.8), sharex=True)
+        paper_ax.set_title("paper, Fig. 9a (MNIST, 784-2048-2048-2048-10)", fontsize=7)
+        ours_ax.set_title(f"ours — {runs.short}", fontsize=7)
+    _line(ours_ax, _mean_sd(done, ["p"], "test_error"), "p", "ours: test", "C0")
+    _line(ours_ax, _mean_sd(done, ["p"], "final_train_error"), "p", "ours: training (dropout on)", "C1", marker="s")
+    paper_ax.plot(paper.FIG9A_P, paper.FIG9A_TEST_ERROR, label="paper Fig. 9a: test", **PAPER_STYLE)
+    paper_ax.plot(paper.FIG9A_P, paper.FIG9A_TRAIN_ERROR, label="paper Fig. 9a: training",
+                  **{**PAPER_STYLE, "marker": "s", "color": "gray"})
+    for ax in {ours_ax, paper_ax}:
+        ax.set_xlabel("retain probability p of hidden units")
+        ax.set_ylabel("classification error (%)")
+        ax.legend(fontsize=6)
+    if runs.paper_scale:
+        ax.set_title(f"Dropout rate, n fixed — {runs.short}", fontsize=7)
+    caption = runs.caption("Test and training error against the retain probability p of the hidden units, beside "
+                           f"the paper's Fig. 9a (784-2048-2048-2048-10 on MNIST); {_bars_note(done, ['p'])}.")
     _save(fig, out, caption)
 
 
@@ -383,12 +394,16 @@ def plot_dataset_size(frame: pd.DataFrame, out: str, source: str) -> None:
     done = _with_runs(frame, source, "the dataset-size figure")
     fig, ax = plt.subplots(figsize=(WIDTH, WIDTH * 0.8))
     for reg, group in done.groupby("regularizer", sort=False):
-        _line(ax, _mean_sd(group, ["n"], "test_error"), "n", f"ours: {method_label(reg)}", COLORS.get(reg, "C0"))
+        _line(ax, _mean_sd(group, ["n"], "test_error"), "n", f"ours: {method_label(reg).replace(' (ours)', '')}",
+              COLORS.get(reg, "C0"))
     ax.plot(paper.FIG10_N, paper.FIG10_WITHOUT_DROPOUT, label="paper Fig. 10: without dropout", **PAPER_STYLE)
     ax.plot(paper.FIG10_N, paper.FIG10_WITH_DROPOUT, label="paper Fig. 10: with dropout",
             **{**PAPER_STYLE, "marker": "o", "color": "gray"})
     ax.set_xscale("log")
-    ax.set_yscale("log")
+    ax.set_yscale("log")  # both span decades, and the paper's Fig. 10 is drawn this way
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(
+        lambda v, _: f"{v:g}" if str(f"{v:g}")[0] in "25" else ""))
     ax.set_xlabel("training examples N")
     ax.set_ylabel("test error (%)")
     ax.set_title(f"Dataset size — {runs.short}", fontsize=7)

@@ -1,10 +1,15 @@
-"""`python -m dropreg.pack SPEC.json`: train the runs of one pack, as the pipeline's training jobs do.
+"""Train the runs of one pack, as the pipeline's training jobs do.
 
-A spec (`results/<preset>/packs/<study>/<pack>.json`, written by the pipeline) names the pack's runs,
-each with its run dir and resolved config. All of them train in this one process as one batched
-network (see `dropreg.train.train_pack`); each run writes its own run dir. Progress goes to stdout,
-one line per run and evaluation. Exit 0 when every run ended (diverged runs included), 2 when the
-spec, a config, the data or a run dir is unusable (one line, before anything is trained).
+    python -m dropreg.pack SPEC.json                       # the runs a spec names
+    python -m dropreg.pack SPEC.json --preset P --study S --pack final1 [--overrides JSON]
+
+A spec (`results/<preset>/packs/<study>/<pack>.json`) names the pack's runs, each with its run dir
+and resolved config. Given a preset, study and pack (what the pipeline's jobs pass), the spec is
+written first from the preset, with the values tuning selected for the final runs of a tuned study.
+All runs train in this one process as one batched network (see `dropreg.train.train_pack`); each
+writes its own run dir. Progress goes to stdout, one line per run and evaluation. Exit 0 when every
+run ended (diverged runs included), 2 when the spec, a config, the data or a run dir is unusable (one
+line, before anything is trained).
 """
 
 from __future__ import annotations
@@ -49,21 +54,32 @@ def ended_runs(specs: list[str]) -> Iterator[tuple[dict[str, Any], dict[str, Any
 
 def main(argv: list[str] | None = None) -> int:
     from .config import one_line
+    from .pipeline import PipelineConfigError
+    from .rundir import RunFileError
     from .train import _one_line_errors, train_pack
 
     parser = argparse.ArgumentParser(prog="python -m dropreg.pack", description=__doc__.splitlines()[0])
     parser.add_argument("spec", help="results/<preset>/packs/<study>/<pack>.json")
+    parser.add_argument("--preset", help="write the spec first, from this preset (name or .yaml)")
+    parser.add_argument("--study")
+    parser.add_argument("--pack", help="e.g. final1, tune2")
+    parser.add_argument("--overrides", default="[]", help="JSON list of the command line's preset overrides")
     parser.add_argument("--threads", type=int, help="CPU threads for the pack (trainer.threads; what Snakemake grants)")
     args = parser.parse_args(argv)
     logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     try:
+        if args.preset:
+            from . import pipeline
+
+            pipe = pipeline.load({"preset": args.preset, "overrides": json.loads(args.overrides)}, [args.study])
+            pipe.write_spec(args.study, args.pack, args.spec)
         spec = load_spec(args.spec)
         members = spec["members"]
         configs = [m["config"] for m in members]
         if args.threads:  # operational: not part of a run's identity
             configs = [{**c, "trainer": {**c["trainer"], "threads": args.threads}} for c in configs]
         summaries = train_pack(configs, [m["run_dir"] for m in members])
-    except (SpecError, *_one_line_errors()) as exc:
+    except (SpecError, RunFileError, PipelineConfigError, *_one_line_errors()) as exc:
         print(f"dropreg.pack: error: {one_line(exc)}", file=sys.stderr)
         return 2
     counts: dict[str, int] = {}

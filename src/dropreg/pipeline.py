@@ -101,6 +101,10 @@ class Pipeline:
     def tuned(self, study: str) -> bool:
         return "tune" in self.study(study)
 
+    def tuned_studies(self) -> list[str]:
+        """Studies with a tuning stage: their packs lie on the longest path (tune -> select -> final)."""
+        return [s for s in self.config["studies"] if self.tuned(s)]
+
     def run_dir(self, study: str, run: str, stage: str = FINAL) -> str:
         return f"{self.results}/{'runs' if stage == FINAL else 'tuning'}/{study}/{run}"
 
@@ -157,13 +161,16 @@ class Pipeline:
         return {"preset": self.preset, "study": pack.study, "stage": pack.stage, "pack": pack.name,
                 "members": members}
 
-    def write_spec(self, study: str, name: str, out: str) -> None:
+    def write_spec(self, study: str, name: str, out: str) -> dict[str, Any]:
+        """Write the pack's spec (final runs of a tuned study with the values in its selected.yaml)."""
         from .atomic import write_json
         from .select import load_selection
 
         pack = self.pack(study, name)
         selected = load_selection(self.selected_path(study)) if pack.stage == FINAL and self.tuned(study) else None
-        write_json(out, self.spec(pack, selected))
+        spec = self.spec(pack, selected)
+        write_json(out, spec)
+        return spec
 
     # ------------------------------------------------------------------ captions
     def max_updates(self, study: str) -> int:
@@ -335,13 +342,15 @@ def read_preset(preset: str) -> tuple[dict[str, Any], str]:
     return cfg, source
 
 
-def load(config: dict[str, Any]) -> Pipeline:
+def load(config: dict[str, Any], studies: Optional[list[str]] = None) -> Pipeline:
     """From Snakemake's `config`: `preset=NAME` or `preset=path/to/file.yaml`, and optional
-    `overrides` applied to every run. Every run is composed and validated."""
+    `overrides` applied to every run. Every run (of `studies`, default all) is composed and validated."""
     cfg, source = read_preset(str(config.get("preset", "paper")))
     late = _command_line_overrides(config)
     pipe = Pipeline(preset=cfg["preset"], config=cfg, source=source)
     for name, study in cfg["studies"].items():
+        if studies is not None and name not in studies:
+            continue
         pipe.runs[name] = _expand(pipe, name, study, late, FINAL)
         pipe.tuning[name] = _expand(pipe, name, study, late, TUNE) if "tune" in study else {}
         for stage, runs in ((TUNE, pipe.tuning[name]), (FINAL, pipe.runs[name])):

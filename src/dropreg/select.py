@@ -68,10 +68,11 @@ def select(results: pd.DataFrame, study: str) -> dict[str, Any]:
                                  f"{', '.join(f'{n} {s}' for s, n in statuses.items())}); widen its tune.grid")
         best = min(eligible, key=lambda c: (c["mean_val_error"], c["mean_best_val_error"], c["order"]))
         chosen[reg] = {
-            "selected": best["values"],
+            "selected": dict(best["values"]),  # a copy: YAML would write shared objects as anchors
             "overrides": [f"{k}={_hydra_value(v)}" for k, v in best["values"].items()],
             "mean_val_error": best["mean_val_error"],
-            "candidates": [{k: c[k] for k in ("values", "mean_val_error", "seeds", "statuses")} for c in candidates],
+            "candidates": [{"values": dict(c["values"]), **{k: c[k] for k in ("mean_val_error", "seeds", "statuses")}}
+                           for c in candidates],
         }
     return {"study": study, "criterion": CRITERION, "regularizers": chosen}
 
