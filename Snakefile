@@ -102,7 +102,7 @@ rule prepare:
 # configs; final runs of a tuned study with the values tuning selected), then trains them in one
 # process. `signature` changes whenever a member's overrides or resolved config do (an edited preset
 # or conf/ file), so exactly the affected packs rerun.
-OVERRIDES = json.dumps(pipeline._command_line_overrides(config))
+OVERRIDES = json.dumps(pipeline.command_line_overrides(config))
 
 
 for _pack in PIPE.packs:
@@ -140,8 +140,8 @@ rule select:
         summaries=lambda w: PIPE.summaries(w.study, "tune"),
         specs=lambda w: PIPE.specs(w.study, "tune"),
     output:
-        selected=f"{R}/{{study}}/selected.yaml",
-        table=f"{R}/{{study}}/tuning.csv",
+        selected=PIPE.selected_path("{study}"),
+        table=PIPE.tuning_table("{study}"),
     log:
         f"{LOGS}/select/{{study}}.log",
     shell:
@@ -158,7 +158,7 @@ rule summarize:
     log:
         f"{LOGS}/summarize/{{study}}.log",
     shell:
-        "python -m dropreg.summarize --study {wildcards.study} --out {output} {input.specs} > {log} 2>&1"
+        "python -m dropreg.summarize --out {output} {input.specs} > {log} 2>&1"
 
 
 # Figures depend on the plotting code, so editing it redraws figures and retrains nothing. Each
@@ -207,7 +207,7 @@ use rule plot as plot_table with:
 
 use rule plot as plot_tuning with:
     input:
-        results=f"{R}/{{study}}/tuning.csv",
+        results=PIPE.tuning_table("{study}"),
         code=PLOT_CODE,
     output:
         png=_figure("{study}/{kind}"),

@@ -80,6 +80,8 @@ def test_evaluate_reproduces_a_runs_test_error_and_takes_another_dataset(make_cf
     assert f"test error {summary['test_error']:.2f}%" in capsys.readouterr().out
     assert evaluate([str(tmp_path / "run" / "last.ckpt"), "dataset=fashion_mnist", f"dataset.data_dir={tmp_path}"]) == 2
     assert "fashion_mnist.npz: not found" in capsys.readouterr().err
+    assert evaluate([str(tmp_path / "run"), "model.hidden=[32]", f"dataset.data_dir={data_dir}"]) == 2
+    assert "the overrides change the trained net (model.hidden:" in capsys.readouterr().err
     assert evaluate([str(tmp_path / "nothing")]) == 2
 
 
@@ -91,3 +93,13 @@ def test_the_pack_command_reports_one_line_errors(tmp_path, capsys):
     assert pack([str(tmp_path / "spec.json")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "spec.json: not a readable pack spec" in err[0]
+    for args, message in ((["--preset", "demo"], "--preset needs --study and --pack"),
+                          (["--preset", "demo", "--study", "table9", "--pack", "final1", "--overrides", "[x"],
+                           "--overrides '[x': not a JSON list"),
+                          (["--preset", "demo", "--study", "table9", "--pack", "final9"],
+                           "study 'table9' has no pack 'final9'; its packs are tune1, tune2, final1, final2"),
+                          (["--preset", "demo", "--study", "tabel9", "--pack", "final1"], "no study 'tabel9'")):
+        assert pack([str(tmp_path / "new.json"), *args]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "new.json").exists()

@@ -16,6 +16,7 @@ from conftest import resolved
 from dropreg import figures
 from dropreg.figures import FIGURES, FigureInputError
 from dropreg.paper import TABLE9_TEST_ERROR
+from dropreg.rundir import CHECKPOINT_FORMAT
 from dropreg.tables import latex_escape, table9
 
 REGS = ["none", "dropout", "l2", "l2_l1_late", "l2_kl_sparsity", "max_norm", "dropout_l2", "dropout_max_norm"]
@@ -29,10 +30,13 @@ def fake_run(run_dir, reg: str, seed: int, error: float, sparse: bool = False, *
     w = torch.randn(1, 784, 16, generator=gen) * 0.05
     if sparse:
         w[torch.rand(w.shape, generator=gen) < 0.6] = 0.0
-    torch.save({"state_dict": {"net.layers.0.weight": w}}, run_dir / "last.ckpt")
     overrides = [f"regularizer={reg}", "model.hidden=[16]", "model.init=lecun_normal", "optim=demo",
                  *(f"{k}={v}" for k, v in config_overrides.items())]
-    (run_dir / "summary.json").write_text(json.dumps({"config": resolved(*overrides)}))
+    config = resolved(*overrides)
+    torch.save({"state_dict": {"net.layers.0.weight": w},
+                "dropreg": {"format": CHECKPOINT_FORMAT, "config": config, "update": 200}}, run_dir / "last.ckpt")
+    (run_dir / "summary.json").write_text(json.dumps({"run_id": run_dir.name, "status": "completed",
+                                                      "test_error": error, "updates": 200, "config": config}))
 
 
 def results(tmp_path, rows: list[dict]) -> pd.DataFrame:
@@ -92,7 +96,7 @@ def test_table9_holds_paper_and_our_numbers_by_the_papers_labels(table9_results,
     assert "L2 + L1 applied towards the end of training" in md and "l2_l1_late" not in md
     assert "Dropout + Max-norm" in " ".join(_labels(drawn["fig"]))
     caption = drawn["caption"]
-    assert "mnist5k" in caption and "784-16-10" in caption and "1,500 updates" in caption and "seeds 1, 2, 3" in caption
+    assert "mnist5k" in caption and "784-16-10" in caption and "2,500 updates" in caption and "seeds 1, 2, 3" in caption
     assert "Chosen on the validation split first" in caption and "Dropout gain" in caption
     t = table9(table9_results)
     assert t.loc[t.regularizer == "max_norm", "ours_mean"].item() == pytest.approx(2.9)  # 2.7, 2.9, 3.1
@@ -151,7 +155,7 @@ def test_sweep_figures_overlay_the_papers_values(tmp_path, drawn, kind, axis, va
     assert paper_label in labels
     assert any(isinstance(c, ErrorbarContainer) for c in drawn["fig"].axes[0].containers)  # 2 seeds: error bars
     if kind == "dataset_size":
-        assert "ours: Dropout (ours)" in labels
+        assert "ours: Dropout" in labels and not any(label.count("ours") > 1 for label in labels)
 
 
 def test_each_other_figure_is_drawn(tmp_path, drawn):
@@ -169,7 +173,7 @@ def test_each_other_figure_is_drawn(tmp_path, drawn):
     frame = results(tmp_path / "c", [{"regularizer": r, "test_error": 4.0, "seed": s} for r in ("none", "dropout")
                                      for s in (1, 2)])
     FIGURES["learning_curves"](frame, str(tmp_path / "lc"), "fixture.csv")
-    assert [ax.get_yscale() for ax in drawn["fig"].axes] == ["log", "log"]
+    assert [ax.get_yscale() for ax in drawn["fig"].axes] == ["linear", "linear"]  # one panel per split
 
 
 def test_missing_sweep_column_and_no_completed_run_are_named(tmp_path):
@@ -183,9 +187,37 @@ def test_a_study_whose_runs_all_failed_gets_figures_that_say_so(tmp_path):
     frame = results(tmp_path, [{"regularizer": "none", "test_error": 90.0, "status": "diverged"},
                                {"regularizer": "l2", "test_error": 90.0, "status": "failed_to_learn"}])
     frame.to_csv(tmp_path / "s.csv", index=False)
-    for kind in ("learning_curves", "weight_histograms", "table9"):
+    frame.assign(n=500).to_csv(tmp_path / "s.csv", index=False)
+    for kind in ("learning_curves", "weight_histograms", "table9", "notmnist_table"):
         assert figures.main([kind, "--results", str(tmp_path / "s.csv"), "--out", str(tmp_path / kind)]) == 0
         assert (tmp_path / f"{kind}.png").stat().st_size > 0
+    for ext in ("md", "tex"):  # a table figure still delivers every file its job promises
+        assert "no run completed (1 diverged, 1 failed to learn)" in (tmp_path / f"notmnist_table.{ext}").read_text() \
+            .replace("\\_", "_")
     assert "No run of this study completed" in (tmp_path / "learning_curves.caption.rst").read_text()
     assert "1 diverged, 1 failed to learn" in (tmp_path / "weight_histograms.caption.rst").read_text()
     assert "[1 diverged]" in (tmp_path / "table9.md").read_text()
+
+
+def test_tuning_figure_draws_every_tuned_key_and_stars_the_choice(tmp_path, drawn):
+    """Three tuned keys: x is the first, one line per combination of the others; a regularizer with
+    nothing tuned says so; the selected candidate is starred; a diverged candidate is a red cross."""
+    rows = []
+    for lr in (0.1, 0.3):
+        for radius in (2.0, 3.0):
+            for p in (0.5, 0.7):
+                rows.append({"regularizer": "dropout_max_norm", "lr": lr, "max_norm_radius": radius,
+                             "hidden_retain": p, "final_val_error": 5 + lr + radius / 10 + p,
+                             "selected": (lr, radius, p) == (0.1, 2.0, 0.5)})
+    rows.append({"regularizer": "none", "final_val_error": 6.0, "selected": True})
+    rows.append({"regularizer": "dropout_max_norm", "lr": 1.0, "max_norm_radius": 2.0, "hidden_retain": 0.5,
+                 "final_val_error": 90.0, "selected": False, "status": "diverged"})
+    frame = results(tmp_path, [{**r, "test_error": r["final_val_error"], "updates": 200} for r in rows])
+    figures.plot_tuning(frame, str(tmp_path / "tuning"), "tuning.csv")
+    ax_none, ax_dmn = drawn["fig"].axes[:2]
+    assert any(t.get_text() == "not tuned" for t in ax_none.texts)
+    legend = [t.get_text() for t in ax_dmn.get_legend().get_texts()]
+    assert sorted(legend) == ["max_norm_radius 2, hidden_retain 0.5", "max_norm_radius 2, hidden_retain 0.7",
+                              "max_norm_radius 3, hidden_retain 0.5", "max_norm_radius 3, hidden_retain 0.7"]
+    markers = [line.get_marker() for line in ax_dmn.get_lines()]
+    assert markers.count("*") == 1 and markers.count("x") == 1

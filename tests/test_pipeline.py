@@ -86,11 +86,11 @@ def test_every_pack_holds_runs_that_can_share_one(paper, demo):
 
 
 def test_a_spec_gives_final_runs_the_selected_values(demo, tmp_path):
-    selected = {"l2": {"selected": {"optim.lr": 0.2}, "overrides": ["optim.lr=0.2"]}}
+    selected = {"l2": {"selected": {"optim.lr": 0.05}, "overrides": ["optim.lr=0.05"]}}
     members = [m for pack in demo.study_packs("table9", "final") for m in demo.spec(pack, selected)["members"]]
     by_reg = {m["regularizer"]: m for m in members if m["seed"] == min(demo.study("table9")["seeds"])}
-    assert by_reg["l2"]["config"]["optim"]["lr"] == 0.2 and by_reg["l2"]["selected"] == {"optim.lr": 0.2}
-    assert by_reg["none"]["config"]["optim"]["lr"] != 0.2 and by_reg["none"]["selected"] == {}
+    assert by_reg["l2"]["config"]["optim"]["lr"] == 0.05 and by_reg["l2"]["selected"] == {"optim.lr": 0.05}
+    assert by_reg["none"]["config"]["optim"]["lr"] != 0.05 and by_reg["none"]["selected"] == {}
 
 
 def test_command_line_overrides_reach_every_run(demo):

@@ -208,7 +208,7 @@ def test_a_corrupt_summary_is_one_line_naming_the_file(damage, make_cfg, tmp_pat
                                                            "seed": 0, "sweep": {}, "selected": {},
                                                            "config": first["config"]}]}))
     SUMMARY_DAMAGE[damage](run / "summary.json")
-    assert summarize(["--study", "s", "--out", str(tmp_path / "s.csv"), str(spec)]) == 1
+    assert summarize(["--out", str(tmp_path / "s.csv"), str(spec)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(run / "summary.json") in err[0] and "rerun" in err[0], err
     # training puts the summary back from the run's checkpoint, saying so in one line
@@ -226,7 +226,7 @@ def test_a_summary_copied_from_another_run_dir_is_refused(make_cfg, tmp_path, ca
     spec.write_text(json.dumps({"study": "s", "members": [
         {"run_id": "none-seed2", "run_dir": str(tmp_path / "none-seed2"), "regularizer": "none", "seed": 2,
          "sweep": {}, "selected": {}, "config": b["config"]}]}))
-    assert summarize(["--study", "s", "--out", str(tmp_path / "s.csv"), str(spec)]) == 1
+    assert summarize(["--out", str(tmp_path / "s.csv"), str(spec)]) == 1
     assert "written by run 'l2-seed1', not 'none-seed2' (copied from another run dir?)" in capsys.readouterr().err
 
 

@@ -89,6 +89,21 @@ def test_divergence_is_recorded_and_exits_zero(data_dir, tmp_path, capsys):
     assert "diverged at update" in capsys.readouterr().out
 
 
+class BreakWeightsAtTheEnd(pl.Callback):
+    """Weights made non-finite by the budget's last update (no later loss can notice them)."""
+
+    def on_validation_epoch_start(self, trainer, module) -> None:
+        if int(module.update_count) == module.max_updates:
+            with torch.no_grad():
+                next(module.parameters())[0, 0].fill_(float("nan"))
+
+
+def test_weights_broken_by_the_last_update_are_a_divergence(make_cfg, tmp_path):
+    summary = train(make_cfg(*FAST, "optim.max_updates=60", "trainer.eval_every=30"), tmp_path,
+                    callbacks=[BreakWeightsAtTheEnd()])
+    assert summary["status"] == "diverged" and summary["diverged_at_update"] == 59
+
+
 def test_a_run_stuck_at_chance_is_marked(make_cfg, tmp_path):
     # lr 1000 with no momentum: the ReLUs die at once and the net predicts one class (90 % error)
     summary = train(make_cfg(*FAST, "optim.lr=1000", "optim.momentum=0", "optim.max_updates=100",

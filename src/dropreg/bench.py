@@ -67,6 +67,10 @@ class PlainMLP(nn.Module):
         return self.layers[-1](h)
 
 
+# what the hand-written loop implements (dropout, L2 as λ Σ w² on the weights, max-norm)
+PLAIN_REGULARIZERS = ("none", "l2", "max_norm", "dropout", "dropout_l2", "dropout_max_norm")
+
+
 def plain_loop(overrides: list[str], device: torch.device, updates: int, timed_from: int = 0):
     """Train one run by hand; returns (ms per update from `timed_from` on, per-update losses, net)."""
     s = settings_of(Composer()(overrides))
@@ -172,7 +176,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--packs", type=int, nargs="+", default=[1, 8, 24], help="pack sizes K to time")
     parser.add_argument("--updates", type=int, help="timed updates (default: 30 on CPU, 2000 on CUDA)")
     parser.add_argument("--repeats", type=int, default=2, help="measurements of each, the best is reported")
-    parser.add_argument("--regularizer", default="dropout_max_norm")
+    parser.add_argument("--regularizer", default="dropout_max_norm", choices=PLAIN_REGULARIZERS,
+                        help="what both sides train (the plain loop implements these)")
     parser.add_argument("--matmul-precision", default="highest", choices=["highest", "high"],
                         help="high: TF32 matrix products on CUDA")
     parser.add_argument("--cuda-graph", default="auto", choices=["auto", "off"])

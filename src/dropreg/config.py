@@ -346,7 +346,7 @@ def conf_dir() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[2] / "conf"
 
 
-CONFIG_GROUPS = ("dataset", "model", "regularizer", "optim", "trainer", "logger")
+CONFIG_GROUPS = tuple(GROUP_SCHEMAS)
 
 
 def compose(overrides: list[str], config_name: str = "train") -> DictConfig:

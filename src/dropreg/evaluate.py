@@ -3,8 +3,9 @@ trained model, on its own dataset or another one.
 
 Loads the run's `last.ckpt` (the final model once the run ended), applies the overrides to the
 run's stored config (a dataset option such as `dataset=fashion_mnist`, or keys such as
-`dataset.data_dir=...`, `trainer.accelerator=cpu`), and computes the test error and, where the
-dataset has one, the validation error, exactly as training evaluates them. Prints one line and
+`dataset.data_dir=...`, `trainer.accelerator=cpu`), and computes the test error as training does
+and, where the dataset has a validation split, the validation error (flagged when the run trained on
+those images: the paper's final runs merge them in). Overrides may not change the net's shape. Prints one line and
 writes `<run dir>/evaluation/<dataset>.json`. The same model is also a LightningModule:
 `PackedClassifier.load_from_checkpoint("<run dir>/last.ckpt")` is a pack of one holding it.
 """
@@ -39,15 +40,21 @@ def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, A
 def evaluate(checkpoint: Path, overrides: list[str]) -> dict[str, Any]:
     import torch
 
-    from .config import as_container, validate
+    from .config import as_container, first_difference, validate
     from .data.datamodule import PreparedDataModule
     from .module import PackedClassifier
-    from .rundir import load_checkpoint
+    from .rundir import RunFileError, load_checkpoint
 
     ckpt = load_checkpoint(checkpoint)
     stored = ckpt["dropreg"]["config"]
     settings = validate(apply_overrides(stored, overrides))
     config = as_container(settings)
+    shape = {k: {"model": c["model"], "io": (c["dataset"]["input_dim"], c["dataset"]["num_classes"])}
+             for k, c in (("stored", as_container(validate(stored))), ("now", config))}
+    change = first_difference(shape["stored"], shape["now"])
+    if change:
+        raise RunFileError(f"{checkpoint}: the overrides change the trained net ({change}); evaluate it as it was "
+                           "trained, on data of the same shape")
     module = PackedClassifier([config])
     module.load_state_dict(ckpt["state_dict"])
     accelerator = settings.trainer.accelerator

@@ -32,8 +32,10 @@ import seaborn as sns  # noqa: E402
 
 from . import paper  # noqa: E402
 from .atomic import atomic_path, write_text  # noqa: E402
-from .tables import (completed, dropout_gain, method_label, notmnist_table, table9,  # noqa: E402
-                     table9_display, write_latex, write_markdown)
+from .pipeline import TABLE_FIGURES  # noqa: E402
+from .rundir import RunFileError, load_checkpoint, load_summary  # noqa: E402
+from .tables import (completed, dropout_gain, is_true, method_label, notmnist_table, sweep_axes,  # noqa: E402
+                     table9, table9_display, write_latex, write_markdown)
 
 WIDTH = 3.4  # inches: one column of a two-column paper
 sns.set_theme(context="paper", style="whitegrid", font_scale=0.9)
@@ -58,8 +60,7 @@ class Runs:
     def read(cls, frame: pd.DataFrame, source: str) -> "Runs":
         if frame.empty:
             raise FigureInputError(f"{source}: no runs")
-        summary = json.loads((Path(frame["run_dir"].iloc[0]) / "summary.json").read_text())
-        return cls(frame, summary["config"], source)
+        return cls(frame, load_summary(Path(frame["run_dir"].iloc[0]) / "summary.json")["config"], source)
 
     @property
     def paper_scale(self) -> bool:
@@ -129,7 +130,7 @@ class NothingToDraw(Exception):
     """No run of the study completed: the figure says so instead of plotting."""
 
 
-def _with_runs(frame: pd.DataFrame, source: str, what: str) -> pd.DataFrame:
+def _with_runs(frame: pd.DataFrame, what: str) -> pd.DataFrame:
     done = completed(frame)
     if done.empty:
         raise NothingToDraw(what)
@@ -137,7 +138,8 @@ def _with_runs(frame: pd.DataFrame, source: str, what: str) -> pd.DataFrame:
 
 
 def _nothing_to_draw(frame: pd.DataFrame, out: str, source: str, what: str) -> None:
-    """The figure of a study none of whose runs completed: what happened to them, in words."""
+    """The figure of a study none of whose runs completed: what happened to them, in words (and the
+    table files of a table figure saying the same, so the job still delivers every output)."""
     counts = ", ".join(f"{n} {s.replace('_', ' ')}" for s, n in frame["status"].value_counts().items())
     fig, ax = plt.subplots(figsize=(WIDTH, WIDTH * 0.5))
     ax.axis("off")
@@ -149,6 +151,10 @@ def _nothing_to_draw(frame: pd.DataFrame, out: str, source: str, what: str) -> N
     except (OSError, ValueError, KeyError):
         caption = f"No run of this study completed ({counts}), so there is nothing to draw for {what}."
     _save(fig, out, caption)
+    if Path(out).name in TABLE_FIGURES:
+        note = pd.DataFrame({"Status": [f"no run completed ({counts})"]})
+        write_markdown(note, f"{out}.md", caption)
+        write_latex(note, f"{out}.tex", caption)
 
 
 def _order(regs) -> list[str]:
@@ -251,7 +257,7 @@ def plot_table9_ci(frame: pd.DataFrame, out: str, source: str) -> None:
 # ----------------------------------------------------------------------------- curves and weights
 def plot_learning_curves(frame: pd.DataFrame, out: str, source: str) -> None:
     runs = Runs.read(frame, source)
-    done = _with_runs(frame, source, "learning curves")
+    done = _with_runs(frame, "learning curves")
     curves = []
     for r in done.itertuples():
         m = pd.read_csv(Path(r.run_dir) / "metrics.csv")
@@ -292,23 +298,17 @@ def plot_learning_curves(frame: pd.DataFrame, out: str, source: str) -> None:
 
 
 def _first_layer(run_dir: str) -> np.ndarray:
-    import torch
-
-    path = Path(run_dir) / "last.ckpt"
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-    except (OSError, RuntimeError, KeyError) as exc:
-        raise FigureInputError(f"{path}: cannot read the run's final weights ({exc.__class__.__name__})") from exc
+    state = load_checkpoint(Path(run_dir) / "last.ckpt")["state_dict"]
     return state["net.layers.0.weight"][0].numpy()  # [in, out]: unit j's incoming weights are column j
 
 
 def plot_weight_histograms(frame: pd.DataFrame, out: str, source: str) -> None:
     runs = Runs.read(frame, source)
-    done = _with_runs(frame, source, "weight histograms")
+    done = _with_runs(frame, "weight histograms")
     order = _order(done["regularizer"])
     picked = {reg: done[done["regularizer"] == reg].sort_values("seed").iloc[0] for reg in order}
     weights = {reg: _first_layer(r["run_dir"]) for reg, r in picked.items()}
-    configs = {reg: json.loads((Path(r["run_dir"]) / "summary.json").read_text())["config"] for reg, r in picked.items()}
+    configs = {reg: load_summary(Path(r["run_dir"]) / "summary.json")["config"] for reg, r in picked.items()}
     radii = {reg: c["regularizer"]["max_norm"]["radius"] for reg, c in configs.items()}
     norms = {reg: np.sqrt((w ** 2).sum(axis=0)) for reg, w in weights.items()}
     limit = float(np.percentile(np.abs(np.concatenate([w.ravel() for w in weights.values()])), 99.9))
@@ -364,7 +364,7 @@ def _bars_note(done: pd.DataFrame, by: list[str]) -> str:
 def plot_dropout_rate(frame: pd.DataFrame, out: str, source: str) -> None:
     _need(frame, "p", source)
     runs = Runs.read(frame, source)
-    done = _with_runs(frame, source, "the dropout-rate figure")
+    done = _with_runs(frame, "the dropout-rate figure")
     if runs.paper_scale:
         fig, ax = plt.subplots(figsize=(WIDTH, WIDTH * 0.8))
         ours_ax = paper_ax = ax
@@ -391,7 +391,7 @@ def plot_dropout_rate(frame: pd.DataFrame, out: str, source: str) -> None:
 def plot_dataset_size(frame: pd.DataFrame, out: str, source: str) -> None:
     _need(frame, "n", source)
     runs = Runs.read(frame, source)
-    done = _with_runs(frame, source, "the dataset-size figure")
+    done = _with_runs(frame, "the dataset-size figure")
     fig, ax = plt.subplots(figsize=(WIDTH, WIDTH * 0.8))
     for reg, group in done.groupby("regularizer", sort=False):
         _line(ax, _mean_sd(group, ["n"], "test_error"), "n", f"ours: {method_label(reg).replace(' (ours)', '')}",
@@ -417,9 +417,8 @@ def plot_lambda_sweep(frame: pd.DataFrame, out: str, source: str) -> None:
     _need(frame, "lam", source)
     _need(frame, "bias", source)
     runs = Runs.read(frame, source)
-    done = _with_runs(frame, source, "the penalty sweep").copy()
-    done["biases"] = done["bias"].map(lambda v: "biases penalized" if str(v).lower() in ("true", "1", "yes")
-                                      else "biases not penalized")
+    done = _with_runs(frame, "the penalty sweep").copy()
+    done["biases"] = done["bias"].map(lambda v: "biases penalized" if is_true(v) else "biases not penalized")
     regs = _order(done["regularizer"])
     fig, axes = plt.subplots(1, len(regs), figsize=(WIDTH * 0.9 * len(regs), WIDTH * 0.8), sharey=True, squeeze=False)
     for ax, reg in zip(axes[0], regs):
@@ -442,7 +441,7 @@ def plot_lambda_sweep(frame: pd.DataFrame, out: str, source: str) -> None:
 def plot_notmnist_table(frame: pd.DataFrame, out: str, source: str) -> None:
     _need(frame, "n", source)
     runs = Runs.read(frame, source)
-    _with_runs(frame, source, "the L2-vs-dropout table")
+    _with_runs(frame, "the L2-vs-dropout table")
     table = notmnist_table(frame)
     long = table.melt(id_vars="Method", var_name="training set", value_name="test error (%)")
     fig, ax = plt.subplots(figsize=(WIDTH * 1.2, WIDTH * 0.85))
@@ -463,9 +462,7 @@ def plot_tuning(frame: pd.DataFrame, out: str, source: str) -> None:
     """Validation error against each tuned value, per method; the selected candidate starred."""
     _need(frame, "final_val_error", source)
     runs = Runs.read(frame, source)
-    known = {"study", "regularizer", "run", "seed", "status", "final_val_error", "best_val_error", "test_error",
-             "updates", "selected", "run_dir"}
-    keys = [c for c in frame.columns if c not in known]
+    keys = sweep_axes(frame)  # the tuned keys, one column each
     regs = _order(frame["regularizer"])
     cols = min(4, len(regs))
     rows = -(-len(regs) // cols)
@@ -475,14 +472,20 @@ def plot_tuning(frame: pd.DataFrame, out: str, source: str) -> None:
     for ax, reg in zip(axes.flat, regs):
         group = frame[frame["regularizer"] == reg]
         tuned = [k for k in keys if group[k].notna().any()]
-        x, hue = tuned[0], (tuned[1] if len(tuned) > 1 else None)
+        ax.set_title(method_label(reg), fontsize=6.5)
+        ax.tick_params(labelsize=5)
+        if not tuned:  # a grid without `all`, and none of its own: one candidate, nothing to plot against
+            ax.text(0.5, 0.5, "not tuned", ha="center", va="center", fontsize=6, transform=ax.transAxes)
+            continue
+        x, others = tuned[0], tuned[1:]  # x axis; one line per combination of the other tuned values
         ok = group[group["status"] == "completed"]
-        mean = ok.groupby([k for k in tuned], dropna=False)["final_val_error"].mean().reset_index()
-        series = [(None, mean)] if hue is None else list(mean.groupby(hue, sort=True))
-        for value, m in series:
+        mean = ok.groupby(tuned, dropna=False)["final_val_error"].mean().reset_index()
+        series = [((), mean)] if not others else list(mean.groupby(others, sort=True, dropna=False))
+        for values, m in series:
+            values = values if isinstance(values, tuple) else (values,)
+            label = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in zip(others, values))
             m = m.sort_values(x)
-            ax.plot(m[x], m["final_val_error"], marker="o", markersize=3, linewidth=1,
-                    label=None if hue is None else f"{hue} {value:g}" if isinstance(value, float) else f"{hue} {value}")
+            ax.plot(m[x], m["final_val_error"], marker="o", markersize=3, linewidth=1, label=label or None)
         chosen = group[group["selected"]].iloc[0] if group["selected"].any() else None
         if chosen is not None:
             ax.plot(chosen[x], ok[(ok[tuned] == chosen[tuned]).all(axis=1)]["final_val_error"].mean(), marker="*",
@@ -494,10 +497,8 @@ def plot_tuning(frame: pd.DataFrame, out: str, source: str) -> None:
         numeric = pd.api.types.is_numeric_dtype(group[x])
         if numeric and (group[x] > 0).all() and group[x].max() / group[x].min() >= 20:
             ax.set_xscale("log")
-        ax.set_title(method_label(reg), fontsize=6.5)
         ax.set_xlabel(x, fontsize=6)
-        ax.tick_params(labelsize=5)
-        if hue is not None:
+        if others:
             ax.legend(fontsize=4.5)
     for ax in axes[:, 0]:
         ax.set_ylabel("validation error (%)", fontsize=6)
@@ -536,7 +537,7 @@ def main(argv: list[str] | None = None) -> int:
             FIGURES[args.kind](frame, args.out, args.results)
         except NothingToDraw as nothing:
             _nothing_to_draw(frame, args.out, args.results, str(nothing))
-    except (FigureInputError, OSError, pd.errors.ParserError) as exc:
+    except (FigureInputError, RunFileError, OSError, pd.errors.ParserError) as exc:
         print(f"dropreg.figures: error: {exc}", file=sys.stderr)
         return 1
     print(f"dropreg.figures: {args.out}.* ({args.kind})")

@@ -137,10 +137,12 @@ class PackedClassifier(pl.LightningModule):
 
     @torch.no_grad()
     def load_member(self, k: int, state: dict[str, Any]) -> None:
+        momentum = state.get("momentum", {})  # a checkpoint without it restarts momentum from zero
         for n, p in self.named_parameters():
             p[k:k + 1].copy_(state["state_dict"][n])
-            if self.optimizer is not None and "momentum" in state:
-                self.optimizer.state[p]["momentum_buffer"][k:k + 1].copy_(state["momentum"][n])
+            if self.optimizer is not None:
+                buffer = self.optimizer.state[p]["momentum_buffer"][k:k + 1]
+                buffer.copy_(momentum[n]) if n in momentum else buffer.zero_()
         self.first_nonfinite[k] = -1
 
     @torch.no_grad()
@@ -215,6 +217,10 @@ class PackedClassifier(pl.LightningModule):
         t = self.update_count.to(torch.float32)
         lr, momentum = self.schedules.lr(t).tolist(), self.schedules.momentum(t).tolist()
         first = self.first_nonfinite.tolist()
+        # the loss checks every update's inputs; weights the interval's last update made non-finite
+        # show only here (at the end of the budget there is no next update to notice them)
+        finite = torch.stack([p.detach().flatten(1).isfinite().all(1) for p in self.parameters()]).all(0).tolist()
+        last_update = int(self.update_count) - 1
         self.last_eval, self.diverged = {}, {}
         for k in range(self.members):
             if self.phase[k] != RUNNING:
@@ -226,4 +232,6 @@ class PackedClassifier(pl.LightningModule):
             self.last_eval[k] = metrics
             if first[k] >= 0:
                 self.diverged[k] = first[k]
+            elif not finite[k]:
+                self.diverged[k] = last_update
         self._updates_since_eval = 0

@@ -8,8 +8,8 @@ and resolved config. Given a preset, study and pack (what the pipeline's jobs pa
 written first from the preset, with the values tuning selected for the final runs of a tuned study.
 All runs train in this one process as one batched network (see `dropreg.train.train_pack`); each
 writes its own run dir. Progress goes to stdout, one line per run and evaluation. Exit 0 when every
-run ended (diverged runs included), 2 when the spec, a config, the data or a run dir is unusable (one
-line, before anything is trained).
+run ended (diverged runs included); 2, with one line, when the spec, the preset, a config, the data or
+a run dir is unusable (found before anything is trained) or a run did not end.
 """
 
 from __future__ import annotations
@@ -71,7 +71,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.preset:
             from . import pipeline
 
-            pipe = pipeline.load({"preset": args.preset, "overrides": json.loads(args.overrides)}, [args.study])
+            if not (args.study and args.pack):
+                raise SpecError("--preset needs --study and --pack (which pack of the preset to write and train)")
+            try:
+                overrides = json.loads(args.overrides)
+            except json.JSONDecodeError as exc:
+                raise SpecError(f"--overrides {args.overrides!r}: not a JSON list ({exc})") from exc
+            pipe = pipeline.load({"preset": args.preset, "overrides": overrides}, [args.study])
             pipe.write_spec(args.study, args.pack, args.spec)
         spec = load_spec(args.spec)
         members = spec["members"]

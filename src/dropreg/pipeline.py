@@ -128,7 +128,13 @@ class Pipeline:
         return [self.spec_path(p) for p in self.study_packs(study, stage)]
 
     def pack(self, study: str, name: str) -> Pack:
-        return next(p for p in self.packs if p.study == study and p.name == name)
+        for p in self.packs:
+            if p.study == study and p.name == name:
+                return p
+        if study not in self.config["studies"]:
+            raise PipelineConfigError(f"{self.source}: no study {study!r}; studies are {', '.join(self.config['studies'])}")
+        known = ", ".join(p.name for p in self.packs if p.study == study)
+        raise PipelineConfigError(f"{self.source}: study {study!r} has no pack {name!r}; its packs are {known}")
 
     def figure_targets(self) -> list[str]:
         out = []
@@ -172,39 +178,6 @@ class Pipeline:
         write_json(out, spec)
         return spec
 
-    # ------------------------------------------------------------------ captions
-    def max_updates(self, study: str) -> int:
-        return int(next(iter(self.runs[study].values())).config["optim"]["max_updates"])
-
-    def sweep_columns(self, study: str) -> list[str]:
-        """`name=config.key` pairs for the summary table, one per sweep axis."""
-        return [f"{a['name']}={a['key']}" for a in self.study(study).get("sweep", [])]
-
-    def describe(self, study: str) -> str:
-        """One sentence for captions: what was run (and what tuning selected, once it has)."""
-        s = self.study(study)
-        first = next(iter(self.runs[study].values())).config
-        hidden = "-".join(str(h) for h in first["model"]["hidden"])
-        axes = [f"{a['name']} ∈ {{{', '.join(_format(v) for v in a['values'])}}}" for a in s.get("sweep", [])]
-        sweep = f"; sweep {', '.join(axes)}" if axes else ""
-        train = first["dataset"]["train_subset"] or ("train + validation" if not first["dataset"]["use_validation"]
-                                                      else "train split")
-        text = (f"Preset `{self.preset}`, study `{study}`: {s['dataset']} ({train}), model `{s['model']}` "
-                f"({first['dataset']['input_dim']}-{hidden}-{first['dataset']['num_classes']}), optimizer "
-                f"`{s['optim']}` ({self.max_updates(study):,} weight updates, batch {first['optim']['batch_size']}), "
-                f"regularizers {', '.join(s['regularizers'])}{sweep}; seeds {s['seeds']}; "
-                f"{len(self.runs[study])} training runs.")
-        if "tune" in s:
-            t = s["tune"]
-            text += (f" Tuned first on the validation split ({len(self.tuning[study])} runs of "
-                     f"{t['updates']:,} updates, seeds {t['seeds']}).")
-            path = Path(self.selected_path(study))
-            if path.is_file():
-                from .select import describe_selection, load_selection
-
-                text += " Selected: " + describe_selection(load_selection(path)) + "."
-        return text
-
     # ------------------------------------------------------------------ composition
     def _resolve(self, overrides: list[str]) -> dict[str, Any]:
         return as_container(settings_of(self.composer(overrides)))
@@ -222,7 +195,8 @@ def _format(value: Any) -> str:
     return str(value)
 
 
-def _hydra_value(value: Any) -> str:
+def hydra_value(value: Any) -> str:
+    """A value as a Hydra override writes it (`null`, `true`, exact floats)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -279,7 +253,9 @@ def _check_names(cfg: dict[str, Any], source: str) -> None:
             if missing:
                 raise PipelineConfigError(f"{where}.figures: {kind} plots a sweep named {', '.join(missing)}, which "
                                           f"this study lacks (its sweeps: {names or 'none'})")
-        _check_tune(study, where, {a["key"] for a in study.get("sweep", [])})
+        swept = {a["key"].format(regularizer=r) for a in study.get("sweep", [])
+                 for r in a.get("regularizers", study["regularizers"])}
+        _check_tune(study, where, swept)
     if cfg["trainer"] not in options["trainer"]:
         raise PipelineConfigError(f"{source}: trainer={cfg['trainer']!r}: allowed are {sorted(options['trainer'])}")
 
@@ -307,7 +283,7 @@ def _schema_error(exc: Exception, source: str) -> PipelineConfigError:
     return PipelineConfigError(f"{source}: {key}: {cause.message}")
 
 
-def _command_line_overrides(config: dict[str, Any]) -> list[str]:
+def command_line_overrides(config: dict[str, Any]) -> list[str]:
     """`snakemake --config overrides='[a=1, b=2]'` (a YAML list) or `overrides=a=1` (one string)."""
     value = config.get("overrides", [])
     if isinstance(value, str):
@@ -346,7 +322,7 @@ def load(config: dict[str, Any], studies: Optional[list[str]] = None) -> Pipelin
     """From Snakemake's `config`: `preset=NAME` or `preset=path/to/file.yaml`, and optional
     `overrides` applied to every run. Every run (of `studies`, default all) is composed and validated."""
     cfg, source = read_preset(str(config.get("preset", "paper")))
-    late = _command_line_overrides(config)
+    late = command_line_overrides(config)
     pipe = Pipeline(preset=cfg["preset"], config=cfg, source=source)
     for name, study in cfg["studies"].items():
         if studies is not None and name not in studies:
@@ -392,7 +368,7 @@ def _variants(name: str, study: dict[str, Any], reg: str, stage: str):
         axes = [a for a in study.get("sweep", []) if reg in a.get("regularizers", study["regularizers"])]
         for point in itertools.product(*(a["values"] for a in axes)):
             parts = [f"{a['name']}{_format(v)}" for a, v in zip(axes, point)]
-            extra = [f"{a['key'].format(regularizer=reg)}={_hydra_value(v)}" for a, v in zip(axes, point)]
+            extra = [f"{a['key'].format(regularizer=reg)}={hydra_value(v)}" for a, v in zip(axes, point)]
             yield parts, extra, study["seeds"], {a["name"]: v for a, v in zip(axes, point)}, {}
         return
     tune = study["tune"]
@@ -401,19 +377,19 @@ def _variants(name: str, study: dict[str, Any], reg: str, stage: str):
     for values in itertools.product(*grid.values()):
         candidate = dict(zip(grid, values))
         parts = [f"{short_key(k)}{_format(v)}" for k, v in candidate.items()]
-        yield parts, [*fixed, *(f"{k}={_hydra_value(v)}" for k, v in candidate.items())], tune["seeds"], {}, candidate
+        yield parts, [*fixed, *(f"{k}={hydra_value(v)}" for k, v in candidate.items())], tune["seeds"], {}, candidate
 
 
 def _variant_sources(name: str, study: dict[str, Any], reg: str, stage: str) -> list[tuple[str, list[str]]]:
     if stage == FINAL:
-        return [(f"studies.{name}.sweep[{i}]", [f"{a['key'].format(regularizer=reg)}={_hydra_value(v)}"
+        return [(f"studies.{name}.sweep[{i}]", [f"{a['key'].format(regularizer=reg)}={hydra_value(v)}"
                                                 for v in a["values"]])
                 for i, a in enumerate(study.get("sweep", []))]
     tune = study["tune"]
     out = [(f"studies.{name}.tune.overrides", tune.get("overrides", []))]
     for group in ("all", reg):
         for key, values in tune["grid"].get(group, {}).items():
-            out.append((f"studies.{name}.tune.grid.{group}.{key}", [f"{key}={_hydra_value(v)}" for v in values]))
+            out.append((f"studies.{name}.tune.grid.{group}.{key}", [f"{key}={hydra_value(v)}" for v in values]))
     return out
 
 

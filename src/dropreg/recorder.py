@@ -23,7 +23,7 @@ from .module import RETIRED, PackedClassifier
 from .rundir import CHECKPOINT_FORMAT, RunDir
 
 log = logging.getLogger("dropreg.train")
-_VERSIONED = ("dropreg", "torch", "pytorch-lightning", "torchmetrics", "hydra-core", "numpy")
+_VERSIONED = ("dropreg", "torch", "pytorch-lightning", "hydra-core", "numpy")
 # a run whose error never drops below this fraction of chance level has learned nothing
 CHANCE_FRACTION = 0.9
 

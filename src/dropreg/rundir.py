@@ -88,13 +88,18 @@ def load_summary(path: Path) -> dict[str, Any]:
     return summary
 
 
+def _written_by_another(summary: dict[str, Any], run_id: str) -> Optional[str]:
+    if summary["run_id"] != run_id:
+        return f"written by run {summary['run_id']!r}, not {run_id!r} (copied from another run dir?)"
+    return None
+
+
 def check_summary_belongs(path: Path, summary: dict[str, Any], config: Optional[dict] = None) -> None:
     """A summary must be its run dir's own: its run id is the dir's name, and (when given) its config
     is the run's. A summary copied from another run dir is refused."""
-    run_id = Path(path).parent.name
-    if summary["run_id"] != run_id:
-        raise RunFileError(f"{path}: written by run {summary['run_id']!r}, not {run_id!r} (copied from another "
-                           "run dir?); delete it and rerun")
+    foreign = _written_by_another(summary, Path(path).parent.name)
+    if foreign:
+        raise RunFileError(f"{path}: {foreign}; delete it and rerun")
     if config is not None:
         diff = first_difference(run_identity(summary["config"]), run_identity(config))
         if diff:
@@ -103,7 +108,7 @@ def check_summary_belongs(path: Path, summary: dict[str, Any], config: Optional[
 
 # ----------------------------------------------------------------------------- the directory
 class RunDir:
-    """One run's directory, locked for the lifetime of this object's `lock()` context."""
+    """One run's directory; `lock()` ... `unlock()` around everything that reads or writes it."""
 
     def __init__(self, path: str | Path, config: dict[str, Any], dataset_md5: str,
                  notify: Callable[[str], None]) -> None:
@@ -143,8 +148,9 @@ class RunDir:
             tmp.unlink(missing_ok=True)
         ckpt = self._read(CHECKPOINT_FILE, load_checkpoint)
         summary = self._read(SUMMARY_FILE, load_summary)
-        if summary is not None and summary["run_id"] != self.run_id:
-            self._set_aside(SUMMARY_FILE, f"written by run {summary['run_id']!r}, not {self.run_id!r} (copied?)")
+        foreign = _written_by_another(summary, self.run_id) if summary is not None else None
+        if foreign:
+            self._set_aside(SUMMARY_FILE, foreign)
             summary = None
         if ckpt is not None:
             stored, stored_md5 = ckpt["dropreg"]["config"], ckpt["dropreg"].get("dataset_md5")

@@ -23,7 +23,7 @@ import yaml
 
 from .atomic import atomic_path, write_text
 from .pack import SpecError, ended_runs
-from .pipeline import _hydra_value, describe_values, short_key
+from .pipeline import hydra_value, describe_values, short_key
 from .rundir import RunFileError
 
 CRITERION = "lowest mean final validation error over the tuning seeds (ties: lower mean best validation error)"
@@ -69,7 +69,7 @@ def select(results: pd.DataFrame, study: str) -> dict[str, Any]:
         best = min(eligible, key=lambda c: (c["mean_val_error"], c["mean_best_val_error"], c["order"]))
         chosen[reg] = {
             "selected": dict(best["values"]),  # a copy: YAML would write shared objects as anchors
-            "overrides": [f"{k}={_hydra_value(v)}" for k, v in best["values"].items()],
+            "overrides": [f"{k}={hydra_value(v)}" for k, v in best["values"].items()],
             "mean_val_error": best["mean_val_error"],
             "candidates": [{"values": dict(c["values"]), **{k: c[k] for k in ("mean_val_error", "seeds", "statuses")}}
                            for c in candidates],

@@ -1,6 +1,6 @@
 """Collect the summaries of a study's runs into one tidy table (one row per run).
 
-    python -m dropreg.summarize --study S --out results/<preset>/<study>.csv SPEC...   (its final pack specs)
+    python -m dropreg.summarize --out results/<preset>/<study>.csv SPEC...   (its final pack specs)
 
 A run's sweep values (one column per sweep axis, empty where the axis does not apply to its
 regularizer) and the values tuning selected for it come from its pack spec; every summary is read
@@ -19,10 +19,9 @@ from .atomic import atomic_path
 from .pack import SpecError, ended_runs
 from .pipeline import describe_values
 from .rundir import RunFileError
+from .tables import RUN_COLUMNS
 
-COLUMNS = ["study", "run", "regularizer", "seed", "selected", "status", "diverged_at_update", "test_error",
-           "best_val_error", "best_val_update", "final_val_error", "final_train_error", "updates", "wall_seconds",
-           "pack_size", "device", "run_dir"]
+COLUMNS = RUN_COLUMNS
 ENDED_BADLY = ("diverged", "failed_to_learn")
 
 
@@ -41,7 +40,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dropreg.summarize", description=__doc__.splitlines()[0])
     parser.add_argument("specs", nargs="+", help="the study's final pack specs")
     parser.add_argument("--out", required=True)
-    parser.add_argument("--study", required=True)
     args = parser.parse_args(argv)
     try:
         frame = collect(args.specs)

@@ -16,9 +16,11 @@ import pandas as pd
 
 from .paper import METHOD_LABELS, TABLE9_DROPOUT_GAIN, TABLE9_ORDER, TABLE9_TEST_ERROR
 
-RUN_COLUMNS = {"study", "run", "regularizer", "seed", "selected", "status", "diverged_at_update", "test_error",
+# The columns of a study's results (dropreg.summarize writes them, sweep axes after "seed"); any other
+# column is a sweep axis (or, in tuning.csv, a tuned key).
+RUN_COLUMNS = ["study", "run", "regularizer", "seed", "selected", "status", "diverged_at_update", "test_error",
                "best_val_error", "best_val_update", "final_val_error", "final_train_error", "updates", "wall_seconds",
-               "pack_size", "device", "run_dir"}
+               "pack_size", "device", "run_dir"]
 
 
 def completed(frame: pd.DataFrame) -> pd.DataFrame:
@@ -28,6 +30,11 @@ def completed(frame: pd.DataFrame) -> pd.DataFrame:
 def sweep_axes(frame: pd.DataFrame) -> list[str]:
     """The sweep columns of a study's results table (everything that is not a run column)."""
     return [c for c in frame.columns if c not in RUN_COLUMNS]
+
+
+def is_true(value) -> bool:
+    """A boolean sweep value as it comes back from a CSV (True, "True", 1, "yes")."""
+    return str(value).lower() in ("true", "1", "yes")
 
 
 def method_label(reg: str) -> str:
@@ -47,7 +54,7 @@ def _point_label(row: pd.Series, axes: list[str]) -> str:
         elif a == "lam":
             parts.append(f"λ = {v:g}")
         elif a == "bias":
-            parts.append("biases penalized" if str(v).lower() in ("true", "1", "yes") else "biases not penalized")
+            parts.append("biases penalized" if is_true(v) else "biases not penalized")
         else:
             parts.append(f"{a} = {v}")
     return ", ".join(parts)

@@ -43,8 +43,10 @@ def train(config: dict[str, Any], run_dir: str | Path, callbacks: Iterable = ())
 def train_pack(configs: list[dict[str, Any]], run_dirs: list[str | Path], callbacks: Iterable = ()) -> list[dict[str, Any]]:
     """Train the runs `configs[k]` (resolved configs) in `run_dirs[k]` as one pack; their summaries.
 
-    Raises ConfigError/PackError (bad or unpackable configs), PreparedDataError (data), RunDirBusy
-    (a run dir held by another process) before anything is trained or written."""
+    Raises, before anything is trained: ConfigError/PackError (bad or unpackable configs),
+    PreparedDataError (missing or altered data), RunDirBusy (a run dir held by another process),
+    TrainError (two runs in one run dir, `cuda_graph=on` without CUDA); by then unusable files in a run
+    dir have been set aside and config.yaml written. TrainError after training if a run did not end."""
     from .data.datamodule import PreparedDataModule
     from .rundir import RunDir
 
@@ -124,6 +126,9 @@ def _fit(dirs, settings: list[TrainConfig], resumed: dict[int, dict], datamodule
 _INFO_FLAGS = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--shell-completion", "-sc",
                "--version", "--resolve", "--package", "-p")
 _MULTIRUN_FLAGS = ("-m", "--multirun")
+# another primary config (`-cn NAME`, `--config-dir=DIR`, ...): Hydra composes it, and each run is
+# validated when it starts instead of all of them up front
+_CONFIG_FLAGS = ("--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd")
 
 
 def _expand(overrides: list[str], multirun: bool) -> list[list[str]]:
@@ -187,7 +192,7 @@ def cli(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     flags = [a for a in argv if a.startswith("-")]
     overrides = [a for a in argv if not a.startswith("-")]
-    if not any(f.split("=")[0] in _INFO_FLAGS for f in flags):
+    if not any(f.split("=")[0] in _INFO_FLAGS + _CONFIG_FLAGS for f in flags):
         try:
             compose = Composer()
             for run in _expand(overrides, multirun=any(f in _MULTIRUN_FLAGS for f in flags)):
