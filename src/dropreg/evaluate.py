@@ -5,8 +5,8 @@ Loads the run's `last.ckpt` (the final model once the run ended), applies the ov
 run's stored config (a dataset option such as `dataset=fashion_mnist`, or keys such as
 `dataset.data_dir=...`, `trainer.accelerator=cpu`), and computes the test error as training does
 and, where the dataset has a validation split, the validation error (flagged when the run trained on
-those images: the paper's final runs merge them in). Overrides may not change the net's shape. Prints one line and
-writes `<run dir>/evaluation/<dataset>.json`. The same model is also a LightningModule:
+those images: the paper's final runs merge them in). Overrides may not change the net's shape.
+Prints one line and writes `<run dir>/evaluation/<dataset>.json`. The same model is also a LightningModule:
 `PackedClassifier.load_from_checkpoint("<run dir>/last.ckpt")` is a pack of one holding it.
 """
 
