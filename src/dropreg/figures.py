@@ -446,6 +446,7 @@ def plot_notmnist_table(frame: pd.DataFrame, out: str, source: str) -> None:
     long = table.melt(id_vars="Method", var_name="training set", value_name="test error (%)")
     fig, ax = plt.subplots(figsize=(WIDTH * 1.2, WIDTH * 0.85))
     sns.barplot(data=long, x="Method", y="test error (%)", hue="training set", ax=ax)
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=6, title_fontsize=6)
     ax.tick_params(axis="x", rotation=25, labelsize=6)
     ax.set_xlabel("")
     dataset = runs.config["dataset"]["name"]

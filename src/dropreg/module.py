@@ -220,7 +220,7 @@ class PackedClassifier(pl.LightningModule):
         # the loss checks every update's inputs; weights the interval's last update made non-finite
         # show only here (at the end of the budget there is no next update to notice them)
         finite = torch.stack([p.detach().flatten(1).isfinite().all(1) for p in self.parameters()]).all(0).tolist()
-        last_update = int(self.update_count) - 1
+        last_update = self.update - 1
         self.last_eval, self.diverged = {}, {}
         for k in range(self.members):
             if self.phase[k] != RUNNING:

@@ -51,9 +51,6 @@ FIG10_WITHOUT_DROPOUT = [22.84, 13.07, 10.73, 4.69, 3.27, 1.69]
 FIG4_WITHOUT_DROPOUT = (1.65, 1.82)  # last-100k means of the nets without dropout
 FIG4_WITH_DROPOUT = (1.00, 1.14)
 
-# the paper's own dropout gain on Table 9: L2 -> Dropout + Max-norm
-TABLE9_DROPOUT_GAIN = (TABLE9_TEST_ERROR["l2"] - TABLE9_TEST_ERROR["dropout_max_norm"]) / TABLE9_TEST_ERROR["l2"]
-
 
 def is_paper_scale(config: dict) -> bool:
     """Whether a run is the paper's Table 9 setting (full MNIST, 784-1024-1024-2048-10): only then are
