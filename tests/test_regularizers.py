@@ -1,5 +1,6 @@
-"""Each penalty, the max-norm constraint and dropout against hand computations, in packs where
-the members' settings differ: member 0 holds the tiny net below, the others other weights."""
+"""Each penalty's value, the max-norm constraint and dropout against hand computations, in packs
+where the members' settings differ: member 0 holds the tiny net below, the others other weights.
+(Their gradients and the SGD step against autograd and torch.optim.SGD: tests/test_ops.py.)"""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch
 from dropreg.config import Activation, DropoutConfig, L2Form, RegularizerConfig
 from dropreg.dropout import PackedDropout
 from dropreg.net import PackedMLP
-from dropreg.regularizers import (KLSparsityPenalty, L1Penalty, L2Penalty, build_constraints, build_penalties)
+from dropreg.regularizers import Regularizers, pack_order
 
 W1 = [[1.0, -2.0, 0.5], [0.0, 3.0, -1.0]]  # hidden 2 x input 3, as nn.Linear weights [out, in]
 B1 = [0.5, -0.5]
@@ -50,7 +51,13 @@ def tiny() -> PackedMLP:
     return net
 
 
-NO_UPDATE = torch.zeros(1, dtype=torch.long)
+def built(*configs: dict, max_updates: int = 100, activation=Activation.relu) -> Regularizers:
+    return Regularizers(regs(*configs), activation, max_updates)
+
+
+def penalty(r: Regularizers, name: str):
+    (p,) = [p for p in (*r.weight_penalties, *r.activity_penalties) if p.name == name]
+    return p
 
 
 @pytest.mark.parametrize("form, biases, expected", [
@@ -60,44 +67,30 @@ NO_UPDATE = torch.zeros(1, dtype=torch.long)
     (L2Form.half_sum, True, 0.1 * 0.5 * (SUM_W2 + SUM_B2)),
 ])
 def test_l2(tiny, form, biases, expected):
-    pack = regs({"l2.weight": 0.1, "l2.form": form, "l2.include_biases": biases}, {}, {"l2.weight": 0.5})
-    value, on = L2Penalty(pack, Activation.relu, 100)(tiny, [], NO_UPDATE)
+    l2 = penalty(built({"l2.weight": 0.1, "l2.form": form, "l2.include_biases": biases}, {}, {"l2.weight": 0.5}), "l2")
+    value = l2.value(tiny, 3)
     assert float(value[0]) == pytest.approx(expected, rel=1e-6)
-    assert float(value[1]) == 0.0 and on.tolist() == [1.0, 0.0, 1.0]  # member 1 has no L2
-
-
-def test_l2_gradient_is_weight_decay_of_its_own_member_only(tiny):
-    value, _ = L2Penalty(regs({"l2.weight": 0.1}, {}, {}), Activation.relu, 100)(tiny, [], NO_UPDATE)
-    value.sum().backward()
-    assert torch.allclose(tiny.layers[1].weight.grad[0], 0.2 * torch.tensor(W2).t())
-    assert torch.equal(tiny.layers[1].weight.grad[1:], torch.zeros_like(tiny.layers[1].weight.grad[1:]))
-    assert tiny.layers[1].bias.grad is None
+    assert float(value[1]) == 0.0 and l2.slots.indices == [0, 2]  # member 1 has no L2, and costs nothing
 
 
 @pytest.mark.parametrize("biases, expected", [(False, 0.01 * SUM_ABS_W), (True, 0.01 * (SUM_ABS_W + SUM_ABS_B))])
 def test_l1(tiny, biases, expected):
-    value, _ = L1Penalty(regs({"l1.weight": 0.01, "l1.include_biases": biases}, {}, {}), Activation.relu, 100)(
-        tiny, [], NO_UPDATE)
-    assert float(value[0]) == pytest.approx(expected, rel=1e-6)
+    l1 = penalty(built({"l1.weight": 0.01, "l1.include_biases": biases}, {}, {}), "l1")
+    assert float(l1.value(tiny, 3)[0]) == pytest.approx(expected, rel=1e-6) and l1.slots.indices == [0]
 
 
 def test_l1_late_start_is_off_before_its_update(tiny):
-    late = L1Penalty(regs({"l1.weight": 0.01, "l1.start_fraction": 0.75}, {"l1.weight": 0.01}, {}), Activation.relu,
-                     1000)
-    assert late.start_update.tolist()[:2] == [750, 0]
-    value, on = late(tiny, [], torch.tensor([749]))
-    assert on.tolist() == [0.0, 1.0, 0.0] and float(value[0]) == 0.0
-    value, on = late(tiny, [], torch.tensor([750]))
-    assert on.tolist() == [1.0, 1.0, 0.0] and float(value[0]) == pytest.approx(0.01 * SUM_ABS_W)
+    late = penalty(built({"l1.weight": 0.01, "l1.start_fraction": 0.75}, {"l1.weight": 0.01}, {}, max_updates=1000),
+                   "l1")
+    assert late.start == [750, 0]
+    assert late.on(torch.tensor([749])).tolist() == [0.0, 1.0]
+    assert late.on(torch.tensor([750])).tolist() == [1.0, 1.0]
 
 
-def test_build_penalties_only_what_some_member_uses(tiny):
-    pack = regs({"l1.weight": 0.01, "l2.weight": 0.1}, {"kl_sparsity.weight": 0.0}, {})
-    built = build_penalties(pack, Activation.relu, 100)
-    assert [p.name for p in built] == ["l2", "l1"]
-    total = sum(float(p(tiny, [], NO_UPDATE)[0][0]) for p in built)
-    assert total == pytest.approx(0.01 * SUM_ABS_W + 0.1 * SUM_W2, rel=1e-6)
-    assert build_penalties(regs({}, {}), Activation.relu, 100) == []
+def test_only_what_some_member_uses_is_built():
+    r = built({"l1.weight": 0.01, "l2.weight": 0.1}, {"kl_sparsity.weight": 0.0}, {})
+    assert r.penalty_names == ["l2", "l1"] and r.max_norm is None
+    assert built({}, {}).penalty_names == []
 
 
 def _kl(rho: float, q: float) -> float:
@@ -109,9 +102,9 @@ def test_kl_sparsity_relu_by_hand():
     a = torch.tensor([[[0.0, 2.0], [1.0, 0.5]], [[5.0, 5.0], [5.0, 5.0]]])
     q0 = ((1 - math.exp(0.0)) + (1 - math.exp(-1.0))) / 2
     q1 = ((1 - math.exp(-2.0)) + (1 - math.exp(-0.5))) / 2
-    pen = KLSparsityPenalty(regs({"kl_sparsity.weight": 0.3}, {"kl_sparsity.weight": 1.0, "kl_sparsity.target": 0.5}),
-                            Activation.relu, 100)
-    value, _ = pen(None, [a], NO_UPDATE)
+    pen = penalty(built({"kl_sparsity.weight": 0.3}, {"kl_sparsity.weight": 1.0, "kl_sparsity.target": 0.5}),
+                  "kl_sparsity")
+    value = pen([a])
     assert float(value[0]) == pytest.approx(0.3 * (_kl(0.05, q0) + _kl(0.05, q1)), rel=1e-5)
     q = 1 - math.exp(-5.0)
     assert float(value[1]) == pytest.approx(2 * _kl(0.5, q), rel=1e-5)  # its own ρ and β
@@ -119,17 +112,18 @@ def test_kl_sparsity_relu_by_hand():
 
 def test_kl_sparsity_logistic_sums_layers():
     a1, a2 = torch.tensor([[[0.2, 0.6], [0.4, 0.2]]]), torch.tensor([[[0.1], [0.3]]])
-    pen = KLSparsityPenalty(regs({"kl_sparsity.weight": 2.0, "kl_sparsity.target": 0.1}), Activation.logistic, 100)
+    pen = penalty(built({"kl_sparsity.weight": 2.0, "kl_sparsity.target": 0.1}, activation=Activation.logistic),
+                  "kl_sparsity")
     expected = 2.0 * (_kl(0.1, 0.3) + _kl(0.1, 0.4) + _kl(0.1, 0.2))
-    assert float(pen(None, [a1, a2], NO_UPDATE)[0][0]) == pytest.approx(expected, rel=1e-5)
+    assert float(pen([a1, a2])[0]) == pytest.approx(expected, rel=1e-5)
 
 
 def test_kl_is_zero_at_target_and_pushes_activity_down():
-    pen = KLSparsityPenalty(regs({"kl_sparsity.weight": 1.0}), Activation.relu, 100)
+    pen = penalty(built({"kl_sparsity.weight": 1.0}), "kl_sparsity")
     a = torch.full((1, 4, 3), -math.log(1 - 0.05), requires_grad=True)  # activity exactly ρ = 0.05
-    assert float(pen(None, [a], NO_UPDATE)[0][0]) == pytest.approx(0.0, abs=1e-6)
+    assert float(pen([a])[0]) == pytest.approx(0.0, abs=1e-6)
     busy = torch.full((1, 4, 3), 2.0, requires_grad=True)
-    pen(None, [busy], NO_UPDATE)[0].sum().backward()
+    pen([busy]).sum().backward()
     assert (busy.grad > 0).all()  # gradient descent lowers over-active units
 
 
@@ -139,7 +133,8 @@ def test_max_norm_scales_long_units_only_and_per_member(tiny):
     with torch.no_grad():
         tiny.layers[0].weight[1].mul_(100.0)
     before = [layer.weight.detach().clone() for layer in tiny.layers]
-    (c,) = build_constraints(regs({"max_norm.radius": 3.0}, {}, {"max_norm.radius": 0.01}))
+    c = built({"max_norm.radius": 3.0}, {}, {"max_norm.radius": 0.01}).max_norm
+    assert c.slots.indices == [0, 2] and not c.slots.contiguous  # the gather/scatter path
     c.apply(tiny)
     after = tiny.layers[0].weight.detach()
     assert torch.equal(after[0][:, 0], before[0][0][:, 0])  # under c: exactly unchanged
@@ -151,7 +146,19 @@ def test_max_norm_scales_long_units_only_and_per_member(tiny):
 
 
 def test_no_constraint_without_radius():
-    assert build_constraints(regs({}, {})) == []
+    assert built({}, {}).max_norm is None
+
+
+def test_pack_order_makes_every_table9_need_contiguous():
+    rows = [{}, {"l2.weight": 1e-4}, {"l2.weight": 1e-4, "l1.weight": 1e-5},
+            {"l2.weight": 1e-4, "kl_sparsity.weight": 1e-3}, {"max_norm.radius": 2.0},
+            {"dropout.input_retain": 0.8, "dropout.hidden_retain": 0.5},
+            {"dropout.hidden_retain": 0.5, "l2.weight": 1e-4}, {"dropout.hidden_retain": 0.5, "max_norm.radius": 2.0}]
+    configs = regs(*(rows * 3))  # 24 members as the paper preset packs them
+    order = pack_order(configs)
+    assert sorted(order) == list(range(24))
+    r = Regularizers([configs[k] for k in order], Activation.relu, 100)
+    assert all(p.slots.contiguous for p in (*r.weight_penalties, *r.activity_penalties, r.max_norm))
 
 
 @pytest.mark.parametrize("retain", [0.8, 0.5])
@@ -159,21 +166,26 @@ def test_dropout_keeps_expected_activation_and_only_where_asked(retain):
     configs = [DropoutConfig(input_retain=retain, hidden_retain=0.5), DropoutConfig()]
     drop = PackedDropout(configs, [2000, 4], batch_size=50)
     drop.reseed([1, 2], update=0)
-    masks = drop.draw()
-    inputs = masks[0][0]  # member 0's input mask [50, 2000]
+    drop.draw()
+    inputs = drop.apply(0, torch.ones(2, 50, 2000))[0]  # member 0's input mask [50, 2000]
     assert float((inputs != 0).float().mean()) == pytest.approx(retain, abs=0.01)
     assert float(inputs.mean()) == pytest.approx(1.0, abs=0.02)  # inverted dropout: E[mask] = 1
     assert torch.equal(inputs[inputs != 0], torch.full_like(inputs[inputs != 0], 1 / retain))
-    assert torch.equal(masks[0][1], torch.ones(50, 2000)) and torch.equal(masks[1][1], torch.ones(50, 4))
+    assert torch.equal(drop.apply(0, torch.ones(2, 50, 2000))[1], torch.ones(50, 2000))  # member 1: none
+    assert torch.equal(drop.apply(1, torch.ones(2, 50, 4))[1], torch.ones(50, 4))
     assert drop.drawing == [0]
 
 
 def test_dropout_masks_depend_on_seed_and_update_only():
     a = PackedDropout([DropoutConfig(input_retain=0.8)] * 2, [30], batch_size=4)
     b = PackedDropout([DropoutConfig(), DropoutConfig(input_retain=0.8)], [30], batch_size=4)
-    a.reseed([7, 9], update=500)
-    b.reseed([3, 7], update=500)  # seed 7 in another slot, beside another mate
-    assert torch.equal(a.draw()[0][0], b.draw()[0][1])
-    a.reseed([7, 9], update=1000)
-    b.reseed([3, 7], update=500)
-    assert not torch.equal(a.draw()[0][0], b.draw()[0][1])
+    ones = torch.ones(2, 4, 30)
+
+    def masks(drop, seeds, update):
+        drop.reseed(seeds, update=update)
+        drop.draw()
+        return drop.apply(0, ones)
+
+    # seed 7 in another slot, beside another mate
+    assert torch.equal(masks(a, [7, 9], 500)[0], masks(b, [3, 7], 500)[1])
+    assert not torch.equal(masks(a, [7, 9], 1000)[0], masks(b, [3, 7], 500)[1])

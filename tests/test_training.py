@@ -93,7 +93,7 @@ class BreakWeightsAtTheEnd(pl.Callback):
     """Weights made non-finite by the budget's last update (no later loss can notice them)."""
 
     def on_validation_epoch_start(self, trainer, module) -> None:
-        if int(module.update_count) == module.max_updates:
+        if module.model.update == module.model.max_updates:
             with torch.no_grad():
                 next(module.parameters())[0, 0].fill_(float("nan"))
 

@@ -9,16 +9,14 @@ weights; on the CPU they are bitwise the same whatever the pack size or the memb
 (tested). Evaluation runs member by member on a shared input, which keeps that guarantee without
 materializing K copies of a large evaluation batch.
 
-Dropout is given as *retain* probabilities, as in the paper: training multiplies units by a 0/1
-mask scaled by 1/p (inverted dropout), the same expected activations as the paper's scaling of the
-weights by p at test time; the eval-mode net is the plain one.
+Dropout (`dropreg.dropout`) is given as *retain* probabilities, as in the paper: training multiplies
+units by a 0/1 mask scaled by 1/p (inverted dropout), the same expected activations as the paper's
+scaling of the weights by p at test time; the eval-mode net is the plain one.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Optional
-
 import torch
 from torch import nn
 
@@ -63,19 +61,18 @@ class PackedMLP(nn.Module):
         """Widths of the units that dropout acts on: the input, then every hidden layer."""
         return self.widths[:-1]
 
-    def forward(self, x: torch.Tensor, masks: Optional[list[torch.Tensor]] = None
-                ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(self, x: torch.Tensor, dropout=None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """x [K, B, in] -> logits [K, B, classes] and each hidden layer's activations (before dropout).
 
-        `masks[i]` (scaled 0/1, broadcastable to the units) multiplies the input (i = 0) and the
-        output of hidden layer i (i >= 1); None trains without dropout."""
+        `dropout` (a `PackedDropout` that has drawn this update's masks) acts on the input (site 0)
+        and on the output of hidden layer i (site i); None trains without dropout."""
         act = _ACTIVATIONS[self.activation]
-        h = x if masks is None else x * masks[0]
+        h = x if dropout is None else dropout.apply(0, x)
         hidden = []
         for i, layer in enumerate(self.layers[:-1], start=1):
             a = act(layer(h))
             hidden.append(a)
-            h = a if masks is None else a * masks[i]
+            h = a if dropout is None else dropout.apply(i, a)
         return self.layers[-1](h), hidden
 
     def member_logits(self, k: int, x: torch.Tensor) -> torch.Tensor:

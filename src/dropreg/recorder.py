@@ -4,7 +4,7 @@ Per member and evaluation: a `metrics.csv` row, a progress line (update, data lo
 per second, ETA), the row for its Lightning logger if one is configured, and a `last.ckpt` holding
 the member's state, its rows and its wall time, so a resumed run rewrites `metrics.csv` exactly as
 an uninterrupted run. A member that diverged or reached its budget gets its `summary.json` (also
-stored in the checkpoint, from which a deleted summary is restored) and is retired from the pack.
+stored in the checkpoint, from which a deleted summary is restored); the model has retired it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from typing import Any, Optional
 import pytorch_lightning as pl
 
 from .config import TrainConfig
-from .module import RETIRED, PackedClassifier
+from .model import RETIRED, Evaluation
+from .module import PackedClassifier
 from .rundir import CHECKPOINT_FORMAT, RunDir
 
 log = logging.getLogger("dropreg.train")
@@ -73,7 +74,7 @@ class PackRecorder(pl.Callback):
 
     # ------------------------------------------------------------------ Lightning hooks
     def on_fit_start(self, trainer: pl.Trainer, module: PackedClassifier) -> None:
-        self._last, self._last_update = time.perf_counter(), module.update
+        self._last, self._last_update = time.perf_counter(), module.model.update
         for k, s in enumerate(self.settings):
             if s.logger._target_:
                 from hydra.utils import get_class
@@ -82,16 +83,16 @@ class PackRecorder(pl.Callback):
                 self.loggers[k].log_hyperparams(self.dirs[k].config)
 
     def on_validation_end(self, trainer: pl.Trainer, module: PackedClassifier) -> None:
-        if trainer.sanity_checking or not module.last_eval:
+        evaluation, module.evaluation = module.evaluation, None
+        if trainer.sanity_checking or evaluation is None:
             return
-        now, update = time.perf_counter(), module.update
+        now = time.perf_counter()
         seconds = now - self._last
-        rate = (update - self._last_update) / seconds if seconds > 0 else float("nan")
-        self._last, self._last_update = now, update
-        for k, metrics in module.last_eval.items():
-            self._record(k, update, metrics, seconds, rate, module, trainer)
-        module.last_eval = {}
-        if all(p == RETIRED for p in module.phase):
+        rate = (evaluation.update - self._last_update) / seconds if seconds > 0 else float("nan")
+        self._last, self._last_update = now, evaluation.update
+        for k in evaluation.metrics:
+            self._record(k, evaluation, seconds, rate, module, trainer)
+        if all(p == RETIRED for p in module.model.phase):
             trainer.should_stop = True
 
     def on_fit_end(self, trainer: pl.Trainer, module: PackedClassifier) -> None:
@@ -100,20 +101,19 @@ class PackRecorder(pl.Callback):
                 lg.finalize("success")
 
     # ------------------------------------------------------------------ one member's evaluation
-    def _record(self, k: int, update: int, metrics: dict[str, float], seconds: float, rate: float,
-                module: PackedClassifier, trainer: pl.Trainer) -> None:
-        run, s = self.dirs[k], self.settings[k]
+    def _record(self, k: int, evaluation: Evaluation, seconds: float, rate: float, module: PackedClassifier,
+                trainer: pl.Trainer) -> None:
+        run, s, update, metrics = self.dirs[k], self.settings[k], evaluation.update, evaluation.metrics[k]
         self.wall[k] += seconds
         row = {"update": update, **metrics}
         self.rows[k] = [r for r in self.rows[k] if r["update"] != update] + [row]
         run.write_metrics(self.rows[k])
         status = None
-        if k in module.diverged:
-            status = "diverged"
-        elif update >= s.optim.max_updates:
-            status = learned_status(self.rows[k], s.dataset.num_classes)
-        summary = self._summary(k, status, module, trainer) if status else None
-        state = module.member_state(k)
+        if k in evaluation.ended:
+            diverged = evaluation.ended[k]
+            status = "diverged" if diverged is not None else learned_status(self.rows[k], s.dataset.num_classes)
+        summary = self._summary(k, status, evaluation.ended.get(k), module, trainer) if status else None
+        state = evaluation.states[k]
         run.write_checkpoint({
             "pytorch-lightning_version": pl.__version__,
             "state_dict": state["state_dict"],
@@ -125,20 +125,21 @@ class PackRecorder(pl.Callback):
         if summary is not None:
             run.write_summary(summary)
             self.summaries[k] = summary
-            module.retire(k)
         if self.loggers[k] is not None:
             self.loggers[k].log_metrics(metrics, step=update)
         self._progress(run, s, row, rate, status)
 
-    def _summary(self, k: int, status: str, module: PackedClassifier, trainer: pl.Trainer) -> dict[str, Any]:
+    def _summary(self, k: int, status: str, diverged_at: Optional[int], module: PackedClassifier,
+                 trainer: pl.Trainer) -> dict[str, Any]:
         rows, run = self.rows[k], self.dirs[k]
         val = [(r["val/error"], int(r["update"])) for r in rows if "val/error" in r]
         best_val = min(val) if val else (None, None)
+        graph_used, graph_reason = module.step_fn.graph_status
         return {
             "run_id": run.run_id,
             "run_dir": str(run.path),
             "status": status,
-            "diverged_at_update": module.diverged.get(k),
+            "diverged_at_update": diverged_at,
             "test_error": rows[-1]["test/error"],
             "best_val_error": best_val[0],
             "best_val_update": best_val[1],
@@ -148,6 +149,8 @@ class PackRecorder(pl.Callback):
             "wall_seconds": round(self.wall[k], 3),  # the pack's time while this run was in it
             "pack_size": module.members,
             "device": device_description(trainer),
+            "cuda_graph": graph_used,
+            "cuda_graph_reason": graph_reason,
             "dataset_md5": self.dataset_md5,
             "versions": versions(),
             "config": run.config,

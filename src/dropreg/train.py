@@ -48,6 +48,7 @@ def train_pack(configs: list[dict[str, Any]], run_dirs: list[str | Path], callba
     TrainError (two runs in one run dir, `cuda_graph=on` without CUDA); by then unusable files in a run
     dir have been set aside and config.yaml written. TrainError after training if a run did not end."""
     from .data.datamodule import PreparedDataModule
+    from .regularizers import pack_order
     from .rundir import RunDir
 
     if len(set(map(str, run_dirs))) != len(run_dirs):
@@ -66,6 +67,8 @@ def train_pack(configs: list[dict[str, Any]], run_dirs: list[str | Path], callba
         for i in summaries:
             log.info(f"{dirs[i].path}: ended earlier ({summaries[i]['status']}); nothing to do")
         if todo:
+            # slots ordered so that the members of each regularizer are contiguous (see pack_order)
+            todo = [todo[j] for j in pack_order([settings[i].regularizer for i in todo])]
             resumed = {slot: found[i][1] for slot, i in enumerate(todo) if found[i][0] == "resume"}
             done = _fit([dirs[i] for i in todo], [settings[i] for i in todo], resumed, datamodule, md5, callbacks)
             summaries.update({i: done[slot] for slot, i in enumerate(todo) if slot in done})
@@ -93,32 +96,39 @@ def _fit(dirs, settings: list[TrainConfig], resumed: dict[int, dict], datamodule
     if t.threads:
         torch.set_num_threads(t.threads)
     torch.set_float32_matmul_precision(t.matmul_precision)
-    module = PackedClassifier([d.config for d in dirs])
-    module.resume({k: {"update": c["dropreg"]["update"], "state_dict": c["state_dict"],
-                       "momentum": c["dropreg"].get("momentum", {})} for k, c in resumed.items()})
-    recorder = PackRecorder(dirs, settings, resumed, md5)
-    trainer = pl.Trainer(
-        accelerator=t.accelerator, devices=1, precision=t.precision, max_epochs=1, val_check_interval=1,
-        num_sanity_val_steps=0, deterministic=t.deterministic, logger=False, enable_checkpointing=False,
-        enable_model_summary=False, enable_progress_bar=False, log_every_n_steps=1,
-        callbacks=[recorder, *callbacks],
-        # One process, one device, also inside a SLURM job: Snakemake submits, retries and resumes;
-        # Lightning's SLURM integration (auto-requeue, rank detection) stays out of the way.
-        plugins=[LightningEnvironment()],
-    )
-    device = trainer.strategy.root_device
-    if device.type == "cpu":
-        keep_freed_memory()
-    if CudaGraph(t.cuda_graph) is CudaGraph.on and device.type != "cuda":
-        raise TrainError(f"trainer.cuda_graph=on: needs a CUDA device, training would run on {device}")
-    module.use_cuda_graph = device.type == "cuda" and CudaGraph(t.cuda_graph) is not CudaGraph.off
-    for d in dirs:
-        d.write_config()
-    starts = sorted({c["dropreg"]["update"] for c in resumed.values()})
-    log.info(f"training {len(dirs)} run{'s' if len(dirs) > 1 else ''} as one pack on {device}"
-             f"{' (CUDA graph)' if module.use_cuda_graph else ''}: {', '.join(d.run_id for d in dirs)}"
-             f"{f'; resuming from update {starts}' if starts else ''}")
-    trainer.fit(module, datamodule=datamodule)
+    # Lightning sets torch's deterministic flag process-wide; the caller (another pack, the
+    # benchmark) gets its own back
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    try:
+        recorder = PackRecorder(dirs, settings, resumed, md5)
+        trainer = pl.Trainer(
+            accelerator=t.accelerator, devices=1, precision=t.precision, max_epochs=1, val_check_interval=1,
+            num_sanity_val_steps=0, deterministic=t.deterministic, logger=False, enable_checkpointing=False,
+            enable_model_summary=False, enable_progress_bar=False, log_every_n_steps=1,
+            callbacks=[recorder, *callbacks],
+            # One process, one device, also inside a SLURM job: Snakemake submits, retries and resumes;
+            # Lightning's SLURM integration (auto-requeue, rank detection) stays out of the way.
+            plugins=[LightningEnvironment()],
+        )
+        device = trainer.strategy.root_device
+        if device.type == "cpu":
+            keep_freed_memory()
+        if CudaGraph(t.cuda_graph) is CudaGraph.on and device.type != "cuda":
+            raise TrainError(f"trainer.cuda_graph=on: needs a CUDA device, training would run on {device}")
+        use_graph = device.type == "cuda" and CudaGraph(t.cuda_graph) is not CudaGraph.off
+        why_not = "trainer.cuda_graph=off" if CudaGraph(t.cuda_graph) is CudaGraph.off else f"training on {device.type}"
+        module = PackedClassifier([d.config for d in dirs], use_cuda_graph=use_graph, graph_off_reason=why_not)
+        module.model.resume({k: {"update": c["dropreg"]["update"], "state_dict": c["state_dict"],
+                                 "momentum": c["dropreg"].get("momentum", {})} for k, c in resumed.items()})
+        for d in dirs:
+            d.write_config()
+        starts = sorted({c["dropreg"]["update"] for c in resumed.values()})
+        log.info(f"training {len(dirs)} run{'s' if len(dirs) > 1 else ''} as one pack on {device}"
+                 f"{' (CUDA graph)' if use_graph else ''}: {', '.join(d.run_id for d in dirs)}"
+                 f"{f'; resuming from update {starts}' if starts else ''}")
+        trainer.fit(module, datamodule=datamodule)
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
     return recorder.summaries
 
 

@@ -123,7 +123,7 @@ class PreparedDataModule(pl.LightningDataModule):
                                    torch.from_numpy(y.astype(np.int64)).to(device))
 
     def train_dataloader(self) -> Intervals:
-        return Intervals(self.trainer.lightning_module.intervals())
+        return Intervals(self.trainer.lightning_module.model.intervals())
 
     def val_dataloader(self) -> list[EvalBatches]:
         return [EvalBatches(*self.tensors[s], self.eval_batch_size) for s in self.eval_splits]
