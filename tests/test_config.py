@@ -34,7 +34,7 @@ def test_option_composes_and_instantiates(group, option, data_dir):
     PreparedDataModule(settings.dataset, 1000)
     optimizer = module.configure_optimizers()
     assert optimizer.param_groups[0]["lr"].shape == (1,)
-    assert float(module.schedules.lr0[0]) == pytest.approx(settings.optim.lr)
+    assert float(module.model.schedules.lr0[0]) == pytest.approx(settings.optim.lr)
 
 
 def test_regularizer_files_set_what_their_name_says():
