@@ -131,3 +131,69 @@ def test_local_dir_and_mirror_come_from_environment(monkeypatch):
     cfg = load_data_config([])
     assert cfg.download.local_dir == "/srv/datasets" and cfg.download.mirror == "http://127.0.0.1:9/mirror"
     assert load_data_config(["download.local_dir=/elsewhere"]).download.local_dir == "/elsewhere"
+
+
+def test_mistyped_local_dir_is_named_before_the_urls(http_server, tmp_path):
+    typo = tmp_path / "dataz"
+    url = http_server.serve("/p", ("status", 404))
+    with pytest.raises(DownloadError) as info:
+        fetch(remote(url), tmp_path / "raw", "toy", DownloadOptions(local_dir=str(typo), retries=0, progress=False))
+    message = str(info.value)
+    looked = (f"looked in local_dir={typo} (no such directory): {typo}/toy/payload.bin, "
+              f"{typo}/payload.bin (not found); ")
+    assert looked in message and message.index(looked) < message.index(url) and "\n" not in message
+
+
+def test_bad_local_copy_is_named_with_its_reason(http_server, tmp_path):
+    (tmp_path / "local").mkdir()
+    (tmp_path / "local" / "payload.bin").write_bytes(b"stale")
+    url = http_server.serve("/p", ("status", 404))
+    with pytest.raises(DownloadError) as info:
+        fetch(remote(url), tmp_path / "raw", "toy", DownloadOptions(local_dir=str(tmp_path / "local"), retries=0,
+                                                                    progress=False))
+    local = tmp_path / "local"
+    assert (f"looked in local_dir={local}: {local}/toy/payload.bin (not found), {local}/payload.bin "
+            f"(md5 {hashlib.md5(b'stale').hexdigest()}, expected {MD5}); {url} (HTTP 404)") in str(info.value)
+
+
+def _count_check(path):
+    """A content check for the tests: a folder (or file) passes when it holds exactly 3 files."""
+    n = len(list(path.iterdir())) if path.is_dir() else 0
+    return (None if n == 3 else f"{n} files, expected 3"), {"files": n}
+
+
+def test_extracted_folder_is_used_in_place_when_its_content_checks(tmp_path):
+    from dropreg.data.download import FOLDER_CHECK, verify_source
+
+    folder = tmp_path / "local" / "toy" / "payload"
+    folder.mkdir(parents=True)
+    for i in range(3):
+        (folder / f"{i}.png").write_bytes(b"x")
+    f = RemoteFile("payload.tar.gz", (), size=10 ** 6, content_check=_count_check, folder="payload")
+    out = fetch(f, tmp_path / "raw", "toy", DownloadOptions(local_dir=str(tmp_path / "local"), progress=False))
+    assert out == folder and not (tmp_path / "raw").exists()  # nothing copied
+    assert verify_source(out, f).how == FOLDER_CHECK and verify_source(out, f).content == {"files": 3}
+
+
+def test_folder_with_wrong_content_is_named_with_what_is_wrong(tmp_path):
+    local = tmp_path / "local"
+    (local / "payload").mkdir(parents=True)
+    (local / "payload" / "0.png").write_bytes(b"x")
+    f = RemoteFile("payload.tar.gz", (), size=10 ** 6, content_check=_count_check, folder="payload")
+    with pytest.raises(DownloadError) as info:
+        fetch(f, tmp_path / "raw", "toy", DownloadOptions(local_dir=str(local), progress=False))
+    assert (f"looked in local_dir={local}: {local}/toy/payload.tar.gz, {local}/payload.tar.gz, "
+            f"{local}/toy/payload/ (not found), {local}/payload/ (1 files, expected 3)") in str(info.value)
+    assert leftovers(tmp_path / "raw") == []
+
+
+def test_archive_of_another_size_is_accepted_by_its_content_check(tmp_path):
+    from dropreg.data.download import CONTENT_CHECK, verify_source
+
+    (tmp_path / "a.tar.gz").write_bytes(PAYLOAD)
+    f = RemoteFile("a.tar.gz", (), size=len(PAYLOAD) + 1, content_check=lambda p: (None, {"checked": str(p)}))
+    v = verify_source(tmp_path / "a.tar.gz", f)
+    assert v.problem is None and v.how == CONTENT_CHECK and v.content == {"checked": str(tmp_path / "a.tar.gz")}
+    bad = RemoteFile("a.tar.gz", (), size=len(PAYLOAD) + 1, content_check=lambda p: ("no letters", {}))
+    assert verify_source(tmp_path / "a.tar.gz", bad).problem == (
+        f"size {len(PAYLOAD)} bytes, not the published {len(PAYLOAD) + 1}; content check: no letters")

@@ -77,7 +77,8 @@ def test_real_mnist_from_loopback_verified_by_project_md5s(http_server, tmp_path
 
 @pytest.mark.skipif(not MNIST_DIR.is_dir(), reason="../shared/data/mnist not present")
 def test_mnist_preparation_holds_out_validation(tmp_path):
-    """The shared test set stands in for the training set, which is not available offline."""
+    """A quick split of the 10,000 test images standing in for the training set; the real 60,000 are
+    split in test_real_data.py."""
     raw = tmp_path / "raw"
     raw.mkdir()
     shutil.copy(MNIST_DIR / "t10k-images-idx3-ubyte.gz", raw / "train-images-idx3-ubyte.gz")

@@ -19,17 +19,24 @@ DATASETS = ("mnist", "fashion_mnist", "notmnist", "mnist5k")
 
 def download(dataset: str, cfg) -> list[Path]:
     """Fetch and verify every raw file; record them in <raw_dir>/<dataset>/files.json (the
-    pipeline's download output)."""
+    pipeline's download output). An extracted folder found in download.local_dir stands in for its
+    archive without being copied: files.json records its path and content check, and the path is
+    returned in the archive's place."""
     from ..atomic import write_json
-    from .download import DownloadOptions, fetch
+    from .download import DownloadOptions, fetch, verify_source
     from .prepared import md5sum
 
     opts = DownloadOptions(**vars(cfg.download))
     dest = Path(cfg.raw_dir) / dataset
-    paths = [fetch(f, dest, dataset, opts) for f in RAW_FILES.get(dataset, ())]
-    write_json(dest / "files.json", {"dataset": dataset,
-                                      "files": [{"file": p.name, "bytes": p.stat().st_size, "md5": md5sum(p)}
-                                                for p in paths]})
+    files = RAW_FILES.get(dataset, ())
+    paths = [fetch(f, dest, dataset, opts) for f in files]
+    entries = []
+    for f, p in zip(files, paths):
+        v = verify_source(p, f)  # the check fetch just ran (content checks are cached)
+        where = {"folder": str(p.resolve())} if p.is_dir() else {"bytes": p.stat().st_size, "md5": md5sum(p)}
+        entries.append({"file": f.name, **where, "verified_by": v.how,
+                        **({"content_check": v.content} if v.content is not None else {})})
+    write_json(dest / "files.json", {"dataset": dataset, "files": entries})
     return paths
 
 
@@ -38,14 +45,14 @@ def prepare(dataset: str, cfg) -> Path:
 
     if dataset in EMBEDDED:
         return EMBEDDED[dataset](cfg.prepared_dir)
-    download(dataset, cfg)
+    paths = download(dataset, cfg)
     raw = Path(cfg.raw_dir) / dataset
     if dataset == "notmnist":
         from .notmnist import prepare_notmnist
 
         n = cfg.notmnist
         return prepare_notmnist(RAW_FILES[dataset], raw, cfg.prepared_dir, n.train_size, n.val_size,
-                                n.test_size, n.seed)
+                                n.test_size, n.seed, paths={f.name: p for f, p in zip(RAW_FILES[dataset], paths)})
     from .idx_datasets import prepare_idx_dataset
 
     split = getattr(cfg, dataset)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .download import RemoteFile
+from .notmnist import PER_LETTER, GlyphCheck
 
 # MNIST: the files and md5 sums torchvision checks (torchvision/datasets/mnist.py), its mirror order
 # (the ossci-datasets S3 mirror first, then the original site), then the CVDF GCS mirror.
@@ -32,7 +33,9 @@ _FASHION = (
 )
 
 # notMNIST (Udacity deep learning assignment 1). No md5 is published (the assignment checks sizes),
-# and none could be established offline: sizes are verified and the manifest says so.
+# and none could be established offline: sizes are verified and the manifest says so. A copy of another
+# size (a repack) or the extracted folder (<local_dir>/[notmnist/]notMNIST_large/A/...) is accepted when
+# its content checks (notmnist.GlyphCheck with the published per-letter counts, notmnist.PER_LETTER).
 _NOTMNIST_MIRRORS = (
     "http://yaroslavvb.com/upload/notMNIST/",
     "https://commondatastorage.googleapis.com/books1000/",
@@ -47,5 +50,7 @@ def _files(table, mirrors) -> tuple[RemoteFile, ...]:
 RAW_FILES: dict[str, tuple[RemoteFile, ...]] = {
     "mnist": _files(_MNIST, _MNIST_MIRRORS),
     "fashion_mnist": _files(_FASHION, _FASHION_MIRRORS),
-    "notmnist": tuple(RemoteFile(n, tuple(m + n for m in _NOTMNIST_MIRRORS), size=s) for n, s in _NOTMNIST),
+    "notmnist": tuple(RemoteFile(n, tuple(m + n for m in _NOTMNIST_MIRRORS), size=s,
+                                 content_check=GlyphCheck(PER_LETTER[n.split(".")[0]]), folder=n.split(".")[0])
+                      for n, s in _NOTMNIST),
 }
