@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo report test test-slow test-gpu bench install clean
+.PHONY: demo report test test-gpu gpu-check bench install clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,11 +30,13 @@ demo: $(STAMP)
 test: $(TEST_STAMP)
 	$(PY) -m pytest
 
-test-slow: $(TEST_STAMP)
-	$(PY) -m pytest -m slow
-
 test-gpu: $(TEST_STAMP)
 	$(PY) -m pytest -m gpu
+
+# on a machine with a CUDA GPU: the CUDA path's own acceptance (graph vs eager, resume, kernels,
+# benchmark, pytest -m gpu) into gpu-check/summary.json; exit 0 when every check passed
+gpu-check: $(TEST_STAMP)
+	$(PY) -m dropreg.gpu_check --out gpu-check
 
 bench: $(STAMP)
 	$(PY) -m dropreg.bench

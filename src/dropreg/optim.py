@@ -9,7 +9,7 @@ data gradient and momentum in one pass (`addcmul`), each penalty one pass over i
 slice, the update one pass. The per-member values are device tensors [K] that the step overwrites
 in place, and the momentum buffers exist from the start (zeros, which gives PyTorch's first step
 buf = g), so the step is the same operations at every update and can be captured in a CUDA graph.
-(Measured on the CPU: `torch.compile` of this step took 32 s to compile and ran 10 % slower than
+(Measured on the CPU: `torch.compile` of this step took 32 s to compile and ran 11 % slower than
 these eager operations, so there is no compiled variant.)
 """
 
