@@ -221,3 +221,20 @@ def test_tuning_figure_draws_every_tuned_key_and_stars_the_choice(tmp_path, draw
                               "max_norm_radius 3, hidden_retain 0.5", "max_norm_radius 3, hidden_retain 0.7"]
     markers = [line.get_marker() for line in ax_dmn.get_lines()]
     assert markers.count("*") == 1 and markers.count("x") == 1
+
+
+def test_a_max_norm_row_that_never_binds_is_said_and_not_ranked(tmp_path, drawn):
+    """units_at_max_norm = 0 in every completed run: the row trained unconstrained, a copy of its
+    row without max-norm; the table says so instead of ranking it."""
+    rows = [{"regularizer": r, "test_error": 3.0 + 0.1 * i,
+             "units_at_max_norm": 0.0 if r == "max_norm" else 0.4 if r == "dropout_max_norm" else np.nan}
+            for i, r in enumerate(REGS)]
+    frame = results(tmp_path, rows)
+    t = table9(frame)
+    by = t.set_index("regularizer")
+    assert by.loc["max_norm", "max_norm_never_binds"] and pd.isna(by.loc["max_norm", "our_rank"])
+    assert not by.loc["dropout_max_norm", "max_norm_never_binds"] and by["our_rank"].max() == len(REGS) - 1
+    FIGURES["table9"](frame, str(tmp_path / "t9"), "fixture.csv")
+    md = (tmp_path / "t9.md").read_text()
+    (line,) = [x for x in md.splitlines() if x.startswith("| Max-norm ")]
+    assert "max-norm never binds" in line and line.rstrip("| ").endswith("–")

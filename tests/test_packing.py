@@ -266,3 +266,21 @@ def test_the_benchmark_leaves_torch_as_it_found_it(data_dir):
     assert not torch.are_deterministic_algorithms_enabled()
     plain_loop(bench_overrides("none", 2, str(data_dir), "cpu", ["model=demo_mlp"]), torch.device("cpu"), 4)
     assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_each_regularizer_records_whether_it_acts(make_cfg, tmp_path):
+    """summary.regularizer_activity (and the reg/ columns of metrics.csv): a max-norm radius below
+    the units' norms binds every unit, one far above binds none (that run is unregularized); L1
+    raises the fraction of near-zero weights above the unregularized run's; KL records the mean
+    activity its penalty pulls towards ρ."""
+    configs = [make_cfg(*SHORT), make_cfg(*SHORT, "regularizer=max_norm", "regularizer.max_norm.radius=0.3"),
+               make_cfg(*SHORT, "regularizer=max_norm", "regularizer.max_norm.radius=50"),
+               make_cfg(*SHORT, "regularizer=l1", "regularizer.l1.weight=0.001"),
+               make_cfg(*SHORT, "regularizer=l2_kl_sparsity", "regularizer.kl_sparsity.weight=0.1")]
+    none, tight, loose, l1, kl = (s["regularizer_activity"] for s in
+                                  train_pack(configs, [tmp_path / str(k) for k in range(5)]))
+    assert set(none) == {"weights_near_zero"} and set(l1) == {"weights_near_zero"}
+    assert tight["units_at_max_norm"] > 0.5 and loose["units_at_max_norm"] == 0.0  # dead units shrink below
+    assert l1["weights_near_zero"] > 2 * none["weights_near_zero"] > 0
+    assert 0 < kl["kl_sparsity_mean_activity"] < 1
+    assert "reg/units_at_max_norm" in pd.read_csv(tmp_path / "1" / "metrics.csv").columns

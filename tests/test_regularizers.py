@@ -104,10 +104,11 @@ def test_kl_sparsity_relu_by_hand():
     q1 = ((1 - math.exp(-2.0)) + (1 - math.exp(-0.5))) / 2
     pen = penalty(built({"kl_sparsity.weight": 0.3}, {"kl_sparsity.weight": 1.0, "kl_sparsity.target": 0.5}),
                   "kl_sparsity")
-    value = pen([a])
+    value, activity = pen([a])
     assert float(value[0]) == pytest.approx(0.3 * (_kl(0.05, q0) + _kl(0.05, q1)), rel=1e-5)
     q = 1 - math.exp(-5.0)
     assert float(value[1]) == pytest.approx(2 * _kl(0.5, q), rel=1e-5)  # its own ρ and β
+    assert activity.tolist() == pytest.approx([(q0 + q1) / 2, q], rel=1e-5)  # mean over units
 
 
 def test_kl_sparsity_logistic_sums_layers():
@@ -115,15 +116,17 @@ def test_kl_sparsity_logistic_sums_layers():
     pen = penalty(built({"kl_sparsity.weight": 2.0, "kl_sparsity.target": 0.1}, activation=Activation.logistic),
                   "kl_sparsity")
     expected = 2.0 * (_kl(0.1, 0.3) + _kl(0.1, 0.4) + _kl(0.1, 0.2))
-    assert float(pen([a1, a2])[0]) == pytest.approx(expected, rel=1e-5)
+    value, activity = pen([a1, a2])
+    assert float(value[0]) == pytest.approx(expected, rel=1e-5)
+    assert float(activity[0]) == pytest.approx((0.3 + 0.4 + 0.2) / 3, rel=1e-5)  # every unit of every layer
 
 
 def test_kl_is_zero_at_target_and_pushes_activity_down():
     pen = penalty(built({"kl_sparsity.weight": 1.0}), "kl_sparsity")
     a = torch.full((1, 4, 3), -math.log(1 - 0.05), requires_grad=True)  # activity exactly ρ = 0.05
-    assert float(pen([a])[0]) == pytest.approx(0.0, abs=1e-6)
+    assert float(pen([a])[0][0]) == pytest.approx(0.0, abs=1e-6)
     busy = torch.full((1, 4, 3), 2.0, requires_grad=True)
-    pen([busy]).sum().backward()
+    pen([busy])[0].sum().backward()
     assert (busy.grad > 0).all()  # gradient descent lowers over-active units
 
 

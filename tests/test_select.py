@@ -18,16 +18,17 @@ def _config(lr: float, l2: float = 0.0) -> dict:
 
 
 def _tuning(tmp_path, runs: list[tuple]) -> str:
-    """runs: (regularizer, {key: value}, seed, status, final_val_error, best_val_error)."""
+    """runs: (regularizer, {key: value}, seed, status, final_val_error, best_val_error[, largest_val_rise])."""
     members = []
-    for reg, candidate, seed, status, final_val, best_val in runs:
+    for reg, candidate, seed, status, final_val, best_val, *rise in runs:
         run_id = f"{reg}-" + "-".join(f"{k}{v}" for k, v in candidate.items()) + f"-seed{seed}"
         run_dir = tmp_path / "tuning" / run_id
         run_dir.mkdir(parents=True)
         config = _config(candidate.get("optim.lr", 0.1), candidate.get("regularizer.l2.weight", 0.0))
         (run_dir / "summary.json").write_text(json.dumps({
             "run_id": run_id, "status": status, "test_error": 5.0, "final_val_error": final_val,
-            "best_val_error": best_val, "updates": 100, "config": config}))
+            "best_val_error": best_val, "updates": 100, "config": config,
+            **({"largest_val_rise": rise[0]} if rise else {})}))
         members.append({"run_id": run_id, "run_dir": str(run_dir), "regularizer": reg, "seed": seed,
                         "candidate": candidate, "config": config})
     spec = tmp_path / "tune1.json"
@@ -89,3 +90,25 @@ def test_every_candidate_diverged_stops_the_study_in_one_line(tmp_path, capsys):
     assert err[0].startswith("dropreg.select: error: study table9: every tuning candidate of l2 diverged or failed")
     assert "1 diverged" in err[0] and "1 failed_to_learn" in err[0]
     assert not (tmp_path / "selected.yaml").exists()
+
+
+def test_a_candidate_whose_validation_error_spiked_loses_to_a_steady_one(tmp_path):
+    """lr 0.8 ends lower on seed 1 but its validation error rose 3 points on the way (the demo's
+    L2 + L1 late case): the steady lr 0.2 is selected; among spiking candidates the usual rule holds."""
+    spec = _tuning(tmp_path, [
+        ("none", {"optim.lr": 0.2}, 1, "completed", 5.9, 5.8, 0.4),
+        ("none", {"optim.lr": 0.8}, 1, "completed", 5.5, 5.3, 3.0),
+        ("l2", {"optim.lr": 0.1, "regularizer.l2.weight": 0.001}, 1, "completed", 5.0, 4.0, 2.0),
+        ("l2", {"optim.lr": 0.1, "regularizer.l2.weight": 0.0001}, 1, "completed", 4.5, 4.0, 1.5),
+    ])
+    _, selection, _ = _select(tmp_path, spec)
+    assert selection["none"]["selected"] == {"optim.lr": 0.2}
+    assert [c["spiked"] for c in selection["none"]["candidates"]] == [False, True]
+    assert selection["l2"]["selected"]["regularizer.l2.weight"] == 0.0001
+
+
+def test_largest_rise_measures_a_spike_the_final_value_hides():
+    from dropreg.recorder import largest_rise
+
+    assert largest_rise([10.0, 5.0, 8.0, 4.0, 4.5]) == 3.0  # 5 -> 8, recovered by the end
+    assert largest_rise([9.0, 6.0, 5.0]) == 0.0 and largest_rise([3.0]) is None

@@ -24,7 +24,7 @@ from .config import TrainConfig
 from .dropout import PackedDropout
 from .net import PackedMLP
 from .optim import PackedSGD
-from .regularizers import Regularizers
+from .regularizers import Regularizers, weights_near_zero
 from .schedules import PackedSchedules
 
 RUNNING, WAITING, RETIRED = "running", "waiting", "retired"
@@ -39,23 +39,26 @@ class TrainStats(nn.Module):
         self.register_buffer("loss", torch.zeros(members, dtype=torch.float64), persistent=False)
         self.register_buffer("correct", torch.zeros(members, dtype=torch.long), persistent=False)
         self.register_buffer("penalty", torch.zeros(len(penalties), members, dtype=torch.float64), persistent=False)
+        self.register_buffer("activity", torch.zeros(len(penalties), members, dtype=torch.float64), persistent=False)
 
     def add(self, loss: torch.Tensor, correct: torch.Tensor) -> None:
         self.loss.add_(loss)
         self.correct.add_(correct)
 
-    def add_penalty(self, i: int, slots, value: torch.Tensor) -> None:
+    def add_penalty(self, i: int, slots, value: torch.Tensor, activity: torch.Tensor) -> None:
         slots.add_(self.penalty[i], value.to(self.penalty.dtype))
+        slots.add_(self.activity[i], activity.to(self.activity.dtype))
 
-    def read(self, updates: int, batch_size: int) -> tuple[list[dict[str, float]], list[list[float]]]:
-        """Each member's training means over the `updates` since the last read, and the penalty
-        sums per penalty and member; then start again."""
-        loss, correct, penalty = self.loss.tolist(), self.correct.tolist(), self.penalty.tolist()
+    def read(self, updates: int, batch_size: int) -> tuple[list[dict[str, float]], list[list[float]], list[list[float]]]:
+        """Each member's training means over the `updates` since the last read, and the means of the
+        activity penalties' values and of their units' activity, per penalty and member; then start again."""
+        loss, correct = self.loss.tolist(), self.correct.tolist()
+        penalty, activity = self.penalty.tolist(), self.activity.tolist()
         rows = [{"train/loss": loss[k] / updates, "train/error": 100.0 * (1.0 - correct[k] / (updates * batch_size))}
                 for k in range(len(loss))]
-        for buf in (self.loss, self.correct, self.penalty):
+        for buf in (self.loss, self.correct, self.penalty, self.activity):
             buf.zero_()
-        return rows, [[v / updates for v in p] for p in penalty]
+        return rows, [[v / updates for v in p] for p in penalty], [[v / updates for v in a] for a in activity]
 
 
 @dataclass
@@ -187,14 +190,14 @@ class PackModel(nn.Module):
         and state; the members that ended (budget reached, or a non-finite loss or weights) are
         retired after their state is taken."""
         start, count = interval
-        train, penalties = self.stats.read(count, self.batch_size)
+        train, penalties, activity = self.stats.read(count, self.batch_size)
         t = self.update_count.to(torch.float32)
         lr, momentum = self.schedules.lr(t).tolist(), self.schedules.momentum(t).tolist()
         first = self.first_nonfinite.tolist()
         # the loss checks every update's inputs; weights the interval's last update made non-finite
         # show only here (at the end of the budget there is no next update to notice them)
         finite = torch.stack([p.flatten(1).isfinite().all(1) for p in self.parameters()]).all(0).tolist()
-        logged = self._penalty_values(start + count - 1, penalties)
+        logged = {**self._penalty_values(start + count - 1, penalties), **self._activity(activity)}
         result = Evaluation(update=self.update)
         for k in range(self.members):
             if self.phase[k] != RUNNING:
@@ -215,6 +218,28 @@ class PackModel(nn.Module):
             self.retire(k)
         return result
 
+    def _activity(self, kl_activity: list[list[float]]) -> dict[str, list[Optional[float]]]:
+        """Whether each regularizer acts (`reg/...` columns): the fraction of weights near zero (every
+        member: L1 should raise it above the unregularized runs'), the fraction of hidden units at the
+        max-norm bound (its members: 0 means the constraint never binds and the run is unregularized),
+        the KL members' mean hidden activity over the interval (against their target ρ)."""
+        out: dict[str, list[Optional[float]]] = {
+            "reg/weights_near_zero": weights_near_zero(self.net, self.members).tolist()}
+        max_norm = self.regularizers.max_norm
+        if max_norm is not None:
+            out["reg/units_at_max_norm"] = self._members_row(max_norm.slots.indices,
+                                                             max_norm.at_bound(self.net, self.members).tolist())
+        for p, mean in zip(self.regularizers.activity_penalties, kl_activity):
+            out[f"reg/{p.name}_mean_activity"] = self._members_row(p.slots.indices, mean)
+        return out
+
+    def _members_row(self, slots: list[int], values: list[float]) -> list[Optional[float]]:
+        """`values` at `slots`, None for the members without that regularizer."""
+        row: list[Optional[float]] = [None] * self.members
+        for k in slots:
+            row[k] = values[k]
+        return row
+
     def _penalty_values(self, last_update: int, means: list[list[float]]) -> dict[str, list[Optional[float]]]:
         """train/penalty_<name> per member: a weight penalty at the current weights (when it was on
         at the interval's last update), an activity penalty averaged over the interval's updates."""
@@ -226,8 +251,5 @@ class PackModel(nn.Module):
                     row[k] = values[k]
             out[f"train/penalty_{p.name}"] = row
         for p, mean in zip(self.regularizers.activity_penalties, means):
-            row = [None] * self.members
-            for k in p.slots.indices:
-                row[k] = mean[k]
-            out[f"train/penalty_{p.name}"] = row
+            out[f"train/penalty_{p.name}"] = self._members_row(p.slots.indices, mean)
         return out

@@ -56,6 +56,17 @@ def learned_status(rows: list[dict[str, float]], num_classes: int) -> str:
     return "failed_to_learn" if errors and min(errors) >= CHANCE_FRACTION * chance else "completed"
 
 
+def largest_rise(errors: list[float]) -> Optional[float]:
+    """The largest rise of an error above its lowest earlier value, in percentage points (0 for a
+    curve that never rises; None without two evaluations): a spike that the final value may hide."""
+    if len(errors) < 2:
+        return None
+    rise, low = 0.0, errors[0]
+    for e in errors[1:]:
+        rise, low = max(rise, e - low), min(low, e)
+    return round(rise, 4)
+
+
 def _duration(seconds: float) -> str:
     return str(_dt.timedelta(seconds=round(seconds)))
 
@@ -144,7 +155,10 @@ class PackRecorder(pl.Callback):
             "best_val_error": best_val[0],
             "best_val_update": best_val[1],
             "final_val_error": val[-1][0] if val else None,
+            "largest_val_rise": largest_rise([v for v, _ in val]),
             "final_train_error": rows[-1].get("train/error"),  # dropout active, averaged since the last row
+            # whether each regularizer acted, at the last evaluation (model.PackModel._activity)
+            "regularizer_activity": {key.removeprefix("reg/"): v for key, v in rows[-1].items() if key.startswith("reg/")},
             "updates": int(rows[-1]["update"]),
             "wall_seconds": round(self.wall[k], 3),  # the pack's time while this run was in it
             "pack_size": module.members,

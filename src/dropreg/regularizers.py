@@ -186,15 +186,17 @@ class KLSparsityPenalty(nn.Module):
         """Per-unit activity in [0, 1): see the module docstring."""
         return a if self.activation is Activation.logistic else -torch.expm1(-a)
 
-    def forward(self, hidden: list[torch.Tensor]) -> torch.Tensor:
-        """Its members' penalties [n] from every hidden layer's activations [K, B, H]."""
+    def forward(self, hidden: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Its members' penalties [n] from every hidden layer's activations [K, B, H], and their mean
+        activity ρ̂ over all hidden units [n] (what the penalty pulls towards `target`)."""
         rho = self.target  # [n, 1]
-        total = 0.0
+        total, activity, units = 0.0, 0.0, 0
         for a in hidden:
             q = self.activity(self.slots.take(a).float()).mean(dim=1).clamp(_EPS, 1.0 - _EPS)  # [n, H]
             kl = rho * torch.log(rho / q) + (1 - rho) * torch.log((1 - rho) / (1 - q))
             total = total + kl.sum(dim=1)
-        return self.weight_coef * total
+            activity, units = activity + q.detach().sum(dim=1), units + q.shape[1]
+        return self.weight_coef * total, activity / units
 
 
 def _kl(configs: list[RegularizerConfig], activation: Activation) -> Optional[KLSparsityPenalty]:
@@ -253,6 +255,21 @@ class MaxNormConstraint(nn.Module):
         out = torch.full((members,), float("nan"), device=self.radius.device)
         out.index_copy_(0, self.slots.index, bound.float() / units)
         return out
+
+
+# |w| below this counts as "near zero" for L1 (init N(0, 1/fan_in) puts ~2 % of paper_mlp's weights there)
+NEAR_ZERO = 1e-3
+
+
+@torch.no_grad()
+def weights_near_zero(net: PackedMLP, members: int) -> torch.Tensor:
+    """Each member's fraction of weights (not biases) with |w| < NEAR_ZERO, [K]: what L1 should raise
+    above the unregularized runs' value."""
+    near, total = torch.zeros(members, device=net.layers[0].weight.device), 0
+    for layer in net.layers:
+        near += (layer.weight.abs() < NEAR_ZERO).flatten(1).sum(1)
+        total += layer.weight[0].numel()
+    return near / total
 
 
 def _max_norm(configs: list[RegularizerConfig]) -> Optional[MaxNormConstraint]:

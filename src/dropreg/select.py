@@ -9,6 +9,10 @@ the seeds (the model at the end of the budget: the study's runs use no early sto
 ties go to the lower mean best validation error, then to the candidate listed first. A candidate
 with a seed that diverged or failed to learn is never selected; when that is every candidate of a
 regularizer, the study stops here with one line (exit 1) naming the study and the regularizer.
+A candidate with a seed whose validation error spiked (rose more than SPIKE_POINTS above its lowest
+earlier value, `largest_val_rise` in its summary) ranks after every candidate without one: at the
+edge of stability the final value is a coin toss, so a rate that spikes in tuning spikes in some
+final seeds, and which seed spikes changes from one CPU to the next.
 """
 
 from __future__ import annotations
@@ -21,12 +25,16 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from .atomic import atomic_path, write_text
+from .atomic import DiskFull, atomic_path, write_text
 from .pack import SpecError, ended_runs
 from .pipeline import hydra_value, describe_values, short_key
 from .rundir import RunFileError
 
-CRITERION = "lowest mean final validation error over the tuning seeds (ties: lower mean best validation error)"
+# a rise of the validation error this far above its lowest earlier value (percentage points) is a spike
+SPIKE_POINTS = 1.0
+CRITERION = (f"lowest mean final validation error over the tuning seeds (ties: lower mean best validation error); "
+             f"candidates whose validation error spiked (rose > {SPIKE_POINTS:g} points above its lowest earlier "
+             f"value) rank after the others")
 
 
 class SelectionError(RuntimeError):
@@ -41,7 +49,8 @@ def tuning_results(specs: list[str]) -> pd.DataFrame:
                      "candidate": tuple(m["candidate"].items()),
                      **{short_key(k): v for k, v in m["candidate"].items()},
                      "status": s["status"], "final_val_error": s["final_val_error"],
-                     "best_val_error": s["best_val_error"], "test_error": s["test_error"], "updates": s["updates"],
+                     "best_val_error": s["best_val_error"], "largest_val_rise": s.get("largest_val_rise"),
+                     "test_error": s["test_error"], "updates": s["updates"],
                      "run_dir": m["run_dir"]})
     return pd.DataFrame(rows)
 
@@ -56,7 +65,8 @@ def select(results: pd.DataFrame, study: str) -> dict[str, Any]:
             if ok and seeds["final_val_error"].isna().any():
                 raise SelectionError(f"study {study}: tuning runs of {reg} have no validation error (the dataset has "
                                      "no validation split to tune on)")
-            candidates.append({"values": dict(candidate), "order": order, "eligible": ok,
+            spiked = bool((seeds["largest_val_rise"].fillna(0) > SPIKE_POINTS).any())
+            candidates.append({"values": dict(candidate), "order": order, "eligible": ok, "spiked": spiked,
                                "mean_val_error": float(seeds["final_val_error"].mean()) if ok else None,
                                "mean_best_val_error": float(seeds["best_val_error"].mean()) if ok else None,
                                "seeds": [int(s) for s in seeds["seed"]], "statuses": list(seeds["status"])})
@@ -66,12 +76,13 @@ def select(results: pd.DataFrame, study: str) -> dict[str, Any]:
             raise SelectionError(f"study {study}: every tuning candidate of {reg} diverged or failed to learn "
                                  f"({len(candidates)} candidates; runs: "
                                  f"{', '.join(f'{n} {s}' for s, n in statuses.items())}); widen its tune.grid")
-        best = min(eligible, key=lambda c: (c["mean_val_error"], c["mean_best_val_error"], c["order"]))
+        best = min(eligible, key=lambda c: (c["spiked"], c["mean_val_error"], c["mean_best_val_error"], c["order"]))
         chosen[reg] = {
             "selected": dict(best["values"]),  # a copy: YAML would write shared objects as anchors
             "overrides": [f"{k}={hydra_value(v)}" for k, v in best["values"].items()],
             "mean_val_error": best["mean_val_error"],
-            "candidates": [{"values": dict(c["values"]), **{k: c[k] for k in ("mean_val_error", "seeds", "statuses")}}
+            "candidates": [{"values": dict(c["values"]),
+                            **{k: c[k] for k in ("mean_val_error", "spiked", "seeds", "statuses")}}
                            for c in candidates],
         }
     return {"study": study, "criterion": CRITERION, "regularizers": chosen}
@@ -102,15 +113,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         results = tuning_results(args.specs)
         selection = select(results, args.study)
-    except (SpecError, RunFileError, SelectionError) as exc:
+        chosen = {(reg, tuple(sel["selected"].items())) for reg, sel in selection["regularizers"].items()}
+        table = results.assign(selected=[(r, c) in chosen for r, c in zip(results["regularizer"], results["candidate"])])
+        with atomic_path(args.table) as tmp:
+            table.drop(columns="candidate").to_csv(tmp, index=False)
+        write_text(args.selected, "# written by dropreg.select; the study's runs train with `overrides`\n"
+                   + yaml.safe_dump(selection, sort_keys=False))
+    except (SpecError, RunFileError, SelectionError, DiskFull) as exc:
         print(f"dropreg.select: error: {exc}", file=sys.stderr)
         return 1
-    chosen = {(reg, tuple(sel["selected"].items())) for reg, sel in selection["regularizers"].items()}
-    table = results.assign(selected=[(r, c) in chosen for r, c in zip(results["regularizer"], results["candidate"])])
-    with atomic_path(args.table) as tmp:
-        table.drop(columns="candidate").to_csv(tmp, index=False)
-    write_text(args.selected, "# written by dropreg.select; the study's runs train with `overrides`\n"
-               + yaml.safe_dump(selection, sort_keys=False))
     print(f"dropreg.select: {args.selected}: {describe_selection(selection['regularizers'])}")
     return 0
 

@@ -15,11 +15,11 @@ import sys
 
 import pandas as pd
 
-from .atomic import atomic_path
+from .atomic import DiskFull, atomic_path
 from .pack import SpecError, ended_runs
 from .pipeline import describe_values
 from .rundir import RunFileError
-from .tables import RUN_COLUMNS
+from .tables import ACTIVITY_COLUMNS, RUN_COLUMNS
 
 COLUMNS = RUN_COLUMNS
 ENDED_BADLY = ("diverged", "failed_to_learn")
@@ -31,7 +31,8 @@ def collect(specs: list[str]) -> pd.DataFrame:
         axes += [a for a in m["sweep"] if a not in axes]
         rows.append({"study": spec["study"], "run": m["run_id"], "regularizer": m["regularizer"],
                      "seed": m["seed"], **m["sweep"], "selected": describe_values(m["selected"]),
-                     **{k: s.get(k) for k in COLUMNS if k in s}, "run_dir": m["run_dir"]})
+                     **{k: s.get(k) for k in COLUMNS if k in s},
+                     **{k: s.get("regularizer_activity", {}).get(k) for k in ACTIVITY_COLUMNS}, "run_dir": m["run_dir"]})
     frame = pd.DataFrame(rows)
     return frame[[c for c in COLUMNS[:4] + axes + COLUMNS[4:] if c in frame]]
 
@@ -43,11 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         frame = collect(args.specs)
-    except (SpecError, RunFileError) as exc:
+        with atomic_path(args.out) as tmp:
+            frame.to_csv(tmp, index=False)
+    except (SpecError, RunFileError, DiskFull) as exc:
         print(f"dropreg.summarize: error: {exc}", file=sys.stderr)
         return 1
-    with atomic_path(args.out) as tmp:
-        frame.to_csv(tmp, index=False)
     bad = {s: int((frame["status"] == s).sum()) for s in ENDED_BADLY}
     print(f"dropreg.summarize: {args.out}: {len(frame)} runs" + "".join(f", {n} {s}" for s, n in bad.items() if n))
     return 0

@@ -18,9 +18,11 @@ from .paper import METHOD_LABELS, TABLE9_ORDER, TABLE9_TEST_ERROR
 
 # The columns of a study's results (dropreg.summarize writes them, sweep axes after "seed"); any other
 # column is a sweep axis (or, in tuning.csv, a tuned key).
+# The activity columns come from each summary's `regularizer_activity` (empty where it does not apply).
+ACTIVITY_COLUMNS = ["units_at_max_norm", "weights_near_zero", "kl_sparsity_mean_activity"]
 RUN_COLUMNS = ["study", "run", "regularizer", "seed", "selected", "status", "diverged_at_update", "test_error",
                "best_val_error", "best_val_update", "final_val_error", "final_train_error", "updates", "wall_seconds",
-               "pack_size", "device", "run_dir"]
+               "pack_size", "device", *ACTIVITY_COLUMNS, "run_dir"]
 
 
 def completed(frame: pd.DataFrame) -> pd.DataFrame:
@@ -101,6 +103,7 @@ def table9(frame: pd.DataFrame) -> pd.DataFrame:
         paper = TABLE9_TEST_ERROR.get(reg) if not point else None
         selected = first.get("selected") if isinstance(first.get("selected"), str) and first.get("selected") else ""
         mean = float(done.mean()) if len(done) else float("nan")
+        at_bound = completed(runs)["units_at_max_norm"].dropna() if "units_at_max_norm" in runs else pd.Series([])
         rows.append({
             "regularizer": reg, **{a: first[a] for a in axes},
             "method": method_label(reg) + (f" ({point})" if point else ""),
@@ -114,10 +117,12 @@ def table9(frame: pd.DataFrame) -> pd.DataFrame:
             "failed_to_learn": int((runs["status"] == "failed_to_learn").sum()),
             "difference": mean - paper if paper is not None else float("nan"),
             "p_vs_previous": welch_p(previous, done) if previous is not None else float("nan"),
+            # its max-norm bound held no unit of any completed run at the end: it trained unconstrained
+            "max_norm_never_binds": bool(len(at_bound)) and bool((at_bound == 0).all()),
         })
         previous = done
     table = pd.DataFrame(rows)
-    table["our_rank"] = table["ours_mean"].rank(method="min")
+    table["our_rank"] = table["ours_mean"].where(~table["max_norm_never_binds"]).rank(method="min")
     has_paper = table["paper"].notna()
     table.loc[has_paper, "paper_rank"] = table.loc[has_paper, "paper"].rank(method="min")
     return table
@@ -132,8 +137,9 @@ def dropout_gain(table: pd.DataFrame) -> Optional[str]:
     if not (a > 0 and b == b):
         return None
     pa, pb = TABLE9_TEST_ERROR["l2"], TABLE9_TEST_ERROR["dropout_max_norm"]
+    unbound = " (its max-norm never binds: dropout alone)" if rows.loc["dropout_max_norm"].get("max_norm_never_binds") else ""
     return (f"L2 → Dropout + Max-norm: paper {100 * (pb - pa) / pa:+.0f} % ({pa:.2f} → {pb:.2f}), "
-            f"ours {100 * (b - a) / a:+.0f} % ({a:.2f} → {b:.2f})")
+            f"ours {100 * (b - a) / a:+.0f} % ({a:.2f} → {b:.2f}){unbound}")
 
 
 def _fmt(value: float, digits: int = 2, signed: bool = False) -> str:
@@ -145,6 +151,8 @@ def _fmt(value: float, digits: int = 2, signed: bool = False) -> str:
 def _ours(r) -> str:
     text = _fmt(r.ours_mean) + ("" if pd.isna(r.ours_sd) else f" ± {_fmt(r.ours_sd)}") + f" (n={r.n})"
     notes = [f"{v} {k}" for k, v in (("diverged", r.diverged), ("failed to learn", r.failed_to_learn)) if v]
+    if r.max_norm_never_binds:
+        notes.append("max-norm never binds: no unit at the bound, so not ranked")
     return text + (f" [{', '.join(notes)}]" if notes else "")
 
 

@@ -81,9 +81,9 @@ class PackUpdate:
         data_loss = F.cross_entropy(logits.reshape(k * b, c).float(), y.reshape(-1), reduction="none").view(k, b).mean(1)
         total = data_loss
         for i, penalty in enumerate(m.regularizers.activity_penalties):
-            value = penalty(hidden)
+            value, activity = penalty(hidden)
             total = total.index_add(0, penalty.slots.index, value)
-            m.stats.add_penalty(i, penalty.slots, value.detach())
+            m.stats.add_penalty(i, penalty.slots, value.detach(), activity)
         m.optimizer.zero_grad(set_to_none=True)
         with _no_autocast(x.device.type):
             total.sum().backward()
