@@ -41,6 +41,17 @@ if "train" in _set:
     }
 
 
+# One Snakemake at a time per preset (held until this process ends, however it ends). Snakemake's own
+# .snakemake/locks do not hold: any invocation that ends removes every lock in the directory, and a
+# second invocation would then run "Removing output files of failed job" on packs the first is
+# training. A second invocation stops here, before any job, in one line.
+_PRESET_LOCK = pipeline.preset_lock(PIPE)
+
+
+onstart:
+    pipeline.hold_preset_lock(_PRESET_LOCK, PIPE)
+
+
 report: "report/workflow.rst"
 
 
@@ -132,7 +143,8 @@ for _pack in PIPE.packs:
             overrides=OVERRIDES,
         shell:
             "python -m dropreg.pack {output.spec} --preset {params.preset:q} --study {params.study} "
-            "--pack {params.pack} --overrides {params.overrides:q} --threads {threads} > {log} 2>&1"
+            "--pack {params.pack} --overrides {params.overrides:q} --threads {threads} "
+            "--wait-minutes {resources.runtime} > {log} 2>&1"
 
 
 rule select:

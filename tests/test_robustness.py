@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import FAST, ROOT
+from conftest import FAST
 from dropreg.data.prepared import manifest_path, npz_path, save_prepared
-from dropreg.rundir import RunDir, RunDirBusy
+from dropreg.locks import Busy
+from dropreg.rundir import RunDir
 from dropreg.train import cli, train
 from test_training import InterruptAfter, Interrupted
 
@@ -94,7 +95,7 @@ def test_a_second_trainer_on_a_run_dir_is_refused_in_one_line(make_cfg, data_dir
         stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(RunDirBusy, match=rf"{run}: being trained by pid {holder.pid} on .* since"):
+        with pytest.raises(Busy, match=rf"{run}: being trained by pid {holder.pid} on .* since"):
             train(make_cfg(*FAST, "optim.max_updates=50"), run)
         code = cli([f"dataset.data_dir={data_dir}", *FAST, "optim.max_updates=50", f"hydra.run.dir={run}"])
         assert code == 2
@@ -249,11 +250,6 @@ def test_a_bad_config_leaves_nothing_behind(tmp_path, monkeypatch, capsys):
     assert cli(["seed=4294967296"]) == 2
     assert list(tmp_path.iterdir()) == []
     assert "seed=4294967296: allowed is an integer in [0, 4294967295]" in capsys.readouterr().err
-
-
-def test_readme_documents_unlock_and_one_snakemake_per_directory():
-    text = " ".join((ROOT / "README.md").read_text().split())
-    assert "snakemake --unlock" in text and "one snakemake per directory" in text.lower()
 
 
 def test_the_rundir_lock_is_released_by_a_dead_holder(tmp_path):

@@ -33,7 +33,7 @@ import seaborn as sns  # noqa: E402
 from . import paper  # noqa: E402
 from .atomic import atomic_path, write_text  # noqa: E402
 from .pipeline import TABLE_FIGURES  # noqa: E402
-from .rundir import RunFileError, load_checkpoint, load_summary  # noqa: E402
+from .rundir import RunFileError, load_checkpoint, load_metrics, load_summary, set_aside  # noqa: E402
 from .tables import (completed, dropout_gain, is_true, method_label, notmnist_table, sweep_axes,  # noqa: E402
                      table9, table9_display, write_latex, write_markdown)
 
@@ -118,6 +118,41 @@ def _save(fig: plt.Figure, out: str, caption: str) -> None:
             fig.savefig(tmp, format=ext, dpi=200, bbox_inches="tight")
     plt.close(fig)
     write_text(f"{out}.caption.rst", caption + "\n")
+
+
+def _warn(line: str) -> None:
+    print(f"dropreg.figures: warning: {line}", file=sys.stderr)
+
+
+# what every results table (summarize's study CSV, select's tuning.csv) has in every row
+_RESULT_COLUMNS = ("run", "regularizer", "status", "run_dir")
+
+
+def read_results(path: str) -> pd.DataFrame:
+    """A results table, checked: readable, with its columns, every row complete (a table cut mid-row
+    parses with the last fields empty). One that is not is set aside, so Snakemake writes it again."""
+    from .rundir import STATUSES
+
+    problem = None
+    try:
+        frame = pd.read_csv(path)
+    except FileNotFoundError:
+        raise FigureInputError(f"{path}: no such results table; run the pipeline first") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # pandas' parser and empty-data errors
+        problem = f"unreadable ({exc.__class__.__name__})"
+    else:
+        missing = [c for c in _RESULT_COLUMNS if c not in frame]
+        bad = frame[~frame["status"].isin(STATUSES) | frame["run_dir"].isna()] if not missing else frame.iloc[:0]
+        if missing:
+            problem = f"lacks column(s) {', '.join(missing)}"
+        elif len(bad):
+            problem = f"row {bad.index[0] + 2} is incomplete or has status {bad['status'].iloc[0]!r} (cut short?)"
+        elif "test_error" in frame and not pd.api.types.is_numeric_dtype(frame["test_error"]):
+            problem = "test_error holds values that are not numbers"
+    if problem:
+        kept = set_aside(Path(path))
+        raise FigureInputError(f"{path}: {problem}; set aside as {kept.name}: rerun the pipeline to write it again")
+    return frame
 
 
 def _need(frame: pd.DataFrame, column: str, source: str) -> None:
@@ -258,15 +293,16 @@ def plot_table9_ci(frame: pd.DataFrame, out: str, source: str) -> None:
 def plot_learning_curves(frame: pd.DataFrame, out: str, source: str) -> None:
     runs = Runs.read(frame, source)
     done = _with_runs(frame, "learning curves")
-    curves = []
+    curves, kinds = [], []
     for r in done.itertuples():
-        m = pd.read_csv(Path(r.run_dir) / "metrics.csv")
+        m = load_metrics(r.run_dir, _warn)
         held_out = "val/error" if "val/error" in m else "test/error"
+        kinds.append(held_out)
         curves.append(pd.DataFrame({"update": m["update"], "training (dropout on)": m["train/error"],
                                     "held out": m[held_out], "method": method_label(r.regularizer),
                                     "regularizer": r.regularizer, "seed": r.seed}))
     data = pd.concat(curves, ignore_index=True)
-    held = "validation" if "val/error" in pd.read_csv(Path(done["run_dir"].iloc[0]) / "metrics.csv") else "test"
+    held = "validation" if kinds[0] == "val/error" else "test"
     order = _order(data["regularizer"])
     palette = {method_label(r): COLORS.get(r, "gray") for r in order}
     hue_order = [method_label(r) for r in order]
@@ -533,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="output path without extension")
     args = parser.parse_args(argv)
     try:
-        frame = pd.read_csv(args.results)
+        frame = read_results(args.results)
         try:
             FIGURES[args.kind](frame, args.out, args.results)
         except NothingToDraw as nothing:

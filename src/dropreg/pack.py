@@ -27,14 +27,22 @@ class SpecError(ValueError):
 
 
 def load_spec(path: str | Path) -> dict[str, Any]:
+    """A pack spec. One that does not load is set aside (`<name>.unusable-<time>`), so that the next
+    `snakemake` sees the pack job's output missing and reruns it, which writes it again (its runs,
+    already ended, are not retrained)."""
+    from .rundir import set_aside
+
     try:
         spec = json.loads(Path(path).read_text())
         members = spec["members"]
         if not members or not all({"run_id", "run_dir", "config"} <= set(m) for m in members):
             raise KeyError("members")
+    except FileNotFoundError as exc:
+        raise SpecError(f"{path}: no such pack spec; rerun the pipeline to write it") from exc
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise SpecError(f"{path}: not a readable pack spec ({exc.__class__.__name__}: {exc}); rerun the pipeline "
-                        "to write it again") from exc
+        kept = set_aside(Path(path))
+        raise SpecError(f"{path}: not a readable pack spec ({exc.__class__.__name__}); set aside as {kept.name}: "
+                        "rerun the pipeline to write it again") from exc
     return spec
 
 
@@ -65,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pack", help="e.g. final1, tune2")
     parser.add_argument("--overrides", default="[]", help="JSON list of the command line's preset overrides")
     parser.add_argument("--threads", type=int, help="CPU threads for the pack (trainer.threads; what Snakemake grants)")
+    parser.add_argument("--wait-minutes", type=float, default=0.0,
+                        help="a run dir another live process trains (an orphaned pack): wait this long for it")
     args = parser.parse_args(argv)
     logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     try:
@@ -84,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         configs = [m["config"] for m in members]
         if args.threads:  # operational: not part of a run's identity
             configs = [{**c, "trainer": {**c["trainer"], "threads": args.threads}} for c in configs]
-        summaries = train_pack(configs, [m["run_dir"] for m in members])
+        summaries = train_pack(configs, [m["run_dir"] for m in members], wait_s=60.0 * args.wait_minutes)
     except (SpecError, RunFileError, PipelineConfigError, *_one_line_errors()) as exc:
         print(f"dropreg.pack: error: {one_line(exc)}", file=sys.stderr)
         return 2

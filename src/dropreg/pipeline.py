@@ -20,13 +20,15 @@ import hashlib
 import itertools
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import yaml
 
-from .config import MEMBER_KEYS, Composer, as_container, conf_dir, exception_chain, one_line, pack_key, settings_of
+from .config import (MEMBER_KEYS, Composer, as_container, conf_dir, exception_chain, one_line, pack_key, run_identity,
+                     settings_of)
 
 TABLE_FIGURES = {"table9", "notmnist_table"}  # these also write .md and .tex
 # the sweep axes (by name) a figure plots
@@ -294,6 +296,23 @@ def command_line_overrides(config: dict[str, Any]) -> list[str]:
     return value
 
 
+# preset keys renamed since runs train in packs: old name -> new name
+RENAMED = {"gpus_per_run": "gpus_per_pack", "threads_per_run": "threads_per_pack"}
+
+
+def _check_renamed(cfg: Any, source: str) -> None:
+    """One line with the new name for a key a preset written before packs uses (at the top level or
+    in a study); the schema's "additional properties" message would not say it."""
+    if not isinstance(cfg, dict):
+        return
+    places = [("", cfg)] + [(f"studies.{n}.", st) for n, st in (cfg.get("studies") or {}).items() if isinstance(st, dict)]
+    for where, block in places:
+        for old, new in RENAMED.items():
+            if old in block:
+                raise PipelineConfigError(f"{source}: {where}{old}: renamed {new!r} (a training job trains a pack "
+                                          f"of runs); write {where}{new}: {block[old]}")
+
+
 def read_preset(preset: str) -> tuple[dict[str, Any], str]:
     """The preset's content and its source path; checks the file, its schema and its names."""
     from snakemake.utils import validate
@@ -307,6 +326,7 @@ def read_preset(preset: str) -> tuple[dict[str, Any], str]:
         cfg = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise PipelineConfigError(f"{source}: not valid YAML ({' '.join(str(exc).split())[:120]})") from exc
+    _check_renamed(cfg, source)
     try:
         validate(cfg, str(presets_dir() / "schema.yaml"))
     except Exception as exc:  # snakemake wraps jsonschema's error in a WorkflowError
@@ -338,6 +358,7 @@ def _expand(pipe: Pipeline, name: str, study: dict[str, Any], late: list[str], s
     """The study's runs of one stage, each composed and validated."""
     common = [f"dataset={study['dataset']}", f"model={study['model']}", f"optim={study['optim']}"]
     runs: dict[str, Run] = {}
+    identities: dict[str, str] = {}  # resolved identity -> the run id that has it
     for reg in study["regularizers"]:
         sources = [("overrides", pipe.config.get("overrides", [])), (f"studies.{name}.overrides", study.get("overrides", [])),
                    (f"studies.{name}.regularizer_overrides.{reg}", study.get("regularizer_overrides", {}).get(reg, []))]
@@ -357,6 +378,13 @@ def _expand(pipe: Pipeline, name: str, study: dict[str, Any], late: list[str], s
                     raise PipelineConfigError(_locate(exc, pipe.source, name, reg, run_id,
                                                       sources + _variant_sources(name, study, reg, stage)
                                                       + [("--config overrides", late)])) from exc
+                identity = json.dumps(run_identity(config), sort_keys=True)
+                if identity in identities:  # e.g. sweep values 1 and 1.0: two names, one run
+                    raise PipelineConfigError(
+                        f"{pipe.source}: studies.{name}: runs {identities[identity]!r} and {run_id!r} have the same "
+                        f"resolved config, so they would train the same run twice; remove one of the values that "
+                        f"name them")
+                identities[identity] = run_id
                 runs[run_id] = Run(name, stage, run_id, reg, seed, pipe.run_dir(name, run_id, stage), overrides,
                                    tuple(late), config, sweep, candidate)
     return runs
@@ -416,3 +444,23 @@ def _packs(study: str, stage: str, runs: list[Run], size: int) -> list[Pack]:
         for a, b in zip(bounds[:-1], bounds[1:]):
             packs.append(Pack(study, stage, len(packs) + 1, members[a:b]))
     return packs
+
+
+# ----------------------------------------------------------------------------- one Snakemake per preset
+def preset_lock(pipe: Pipeline):
+    from .locks import FileLock
+
+    return FileLock(Path(pipe.results) / ".snakemake.lock")
+
+
+def hold_preset_lock(lock, pipe: Pipeline) -> None:
+    """Take the preset's lock for the rest of this Snakemake process (called from `onstart`, so a
+    dry run or "nothing to be done" never takes it), or stop this invocation in one line."""
+    from .locks import Busy
+
+    try:
+        lock.acquire(f"preset {pipe.preset}: {pipe.results}/ is being produced by the snakemake of",
+                     "let it finish (its packs and results are safe) or stop it, then rerun")
+    except Busy as exc:
+        print(f"dropreg: error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None

@@ -40,11 +40,13 @@ def train(config: dict[str, Any], run_dir: str | Path, callbacks: Iterable = ())
     return train_pack([config], [run_dir], callbacks)[0]
 
 
-def train_pack(configs: list[dict[str, Any]], run_dirs: list[str | Path], callbacks: Iterable = ()) -> list[dict[str, Any]]:
+def train_pack(configs: list[dict[str, Any]], run_dirs: list[str | Path], callbacks: Iterable = (),
+               wait_s: float = 0.0) -> list[dict[str, Any]]:
     """Train the runs `configs[k]` (resolved configs) in `run_dirs[k]` as one pack; their summaries.
+    A run dir another live process is training is waited for up to `wait_s`, then used as it left it.
 
     Raises, before anything is trained: ConfigError/PackError (bad or unpackable configs),
-    PreparedDataError (missing or altered data), RunDirBusy (a run dir held by another process),
+    PreparedDataError (missing or altered data), Busy (a run dir held by another process),
     TrainError (two runs in one run dir, `cuda_graph=on` without CUDA); by then unusable files in a run
     dir have been set aside and config.yaml written. TrainError after training if a run did not end."""
     from .data.datamodule import PreparedDataModule
@@ -60,7 +62,7 @@ def train_pack(configs: list[dict[str, Any]], run_dirs: list[str | Path], callba
     dirs = [RunDir(d, c, md5, notify=log.warning) for d, c in zip(run_dirs, configs)]
     try:
         for d in sorted(dirs, key=lambda d: str(d.path)):
-            d.lock()
+            d.lock(wait_s)
         found = [d.inspect() for d in dirs]
         summaries = {i: s for i, (kind, s) in enumerate(found) if kind == "finished"}
         todo = [i for i, (kind, _) in enumerate(found) if kind != "finished"]
@@ -161,11 +163,12 @@ def _one_line_errors() -> tuple[type[BaseException], ...]:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from .atomic import DiskFull
     from .config import ConfigError
     from .data.prepared import PreparedDataError
-    from .rundir import RunDirBusy
+    from .locks import Busy
 
-    return ConfigError, HydraException, OmegaConfBaseException, PreparedDataError, RunDirBusy, TrainError
+    return ConfigError, HydraException, OmegaConfBaseException, PreparedDataError, Busy, DiskFull, TrainError
 
 
 def _result_line(run_dir: str, summary: dict[str, Any]) -> str:

@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..atomic import DiskFull
 from .sources import RAW_FILES
 
 DATASETS = ("mnist", "fashion_mnist", "notmnist", "mnist5k")
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, HydraException, OmegaConfBaseException) as exc:
         print(f"dropreg.data: error: {one_line(exc)}", file=sys.stderr)
         return 2
-    except (DownloadError, IdxError, PreparedDataError) as exc:
+    except (DownloadError, IdxError, PreparedDataError, DiskFull) as exc:
         print(f"dropreg.data: error: {exc}", file=sys.stderr)
         return 1
     return 0
