@@ -41,10 +41,11 @@ if "train" in _set:
     }
 
 
-# One Snakemake at a time per preset (held until this process ends, however it ends). Snakemake's own
-# .snakemake/locks do not hold: any invocation that ends removes every lock in the directory, and a
-# second invocation would then run "Removing output files of failed job" on packs the first is
-# training. A second invocation stops here, before any job, in one line.
+# One Snakemake at a time per preset (held until this process ends, however it ends; cluster jobs run
+# with --no-hooks and never take it). Snakemake's own .snakemake/locks do not hold: `--unlock`, which
+# it suggests to a refused invocation, and any invocation that ends remove every lock in the
+# directory, and a second invocation would then run "Removing output files of failed job" on packs
+# the first is training. A second invocation stops here, before any job, in one line.
 _PRESET_LOCK = pipeline.preset_lock(PIPE)
 
 

@@ -271,3 +271,18 @@ def test_a_renamed_preset_key_names_its_new_name(tmp_path, old, new):
         pipeline.load({"preset": _preset(tmp_path, "old", edit)})
     assert f"{old}: renamed {new!r}" in str(info.value) and "\n" not in str(info.value)
     assert yaml.safe_load((tmp_path / "old.yaml").read_text())[old] is not None
+
+
+def test_learning_curves_of_a_run_whose_metrics_were_cut_come_from_its_checkpoint(finished, tmp_path, capsys):
+    from dropreg.figures import main
+
+    config, source, summary = finished
+    run = _copy(finished, tmp_path)
+    _cut_metrics_to_header(run)
+    table = tmp_path / "table9.csv"
+    table.write_text("study,run,regularizer,seed,status,test_error,run_dir\n"
+                     f"table9,run,none,1,completed,{summary['test_error']},{run}\n")
+    assert main(["learning_curves", "--results", str(table), "--out", str(tmp_path / "curves")]) == 0
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if "warning" in x]
+    assert line.startswith(f"dropreg.figures: warning: {run}/metrics.csv: 0 rows, the run's record has 2")
+    assert "using the record in last.ckpt instead" in line and (tmp_path / "curves.png").stat().st_size > 0

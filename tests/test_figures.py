@@ -23,9 +23,12 @@ REGS = ["none", "dropout", "l2", "l2_l1_late", "l2_kl_sparsity", "max_norm", "dr
 
 
 def fake_run(run_dir, reg: str, seed: int, error: float, sparse: bool = False, **config_overrides) -> None:
+    """A run dir as training leaves it: metrics.csv, a checkpoint of the config's net whose record
+    is that metrics.csv, a summary."""
     run_dir.mkdir(parents=True)
-    pd.DataFrame({"update": [100, 200], "train/loss": [1.0, 0.5], "train/error": [20.0, 10.0],
-                  "val/error": [12.0, error + 1], "test/error": [11.0, error]}).to_csv(run_dir / "metrics.csv", index=False)
+    metrics = pd.DataFrame({"update": [100, 200], "train/loss": [1.0, 0.5], "train/error": [20.0, 10.0],
+                            "val/error": [12.0, error + 1], "test/error": [11.0, error]})
+    metrics.to_csv(run_dir / "metrics.csv", index=False)
     gen = torch.Generator().manual_seed(seed)
     w = torch.randn(1, 784, 16, generator=gen) * 0.05
     if sparse:
@@ -33,8 +36,10 @@ def fake_run(run_dir, reg: str, seed: int, error: float, sparse: bool = False, *
     overrides = [f"regularizer={reg}", "model.hidden=[16]", "model.init=lecun_normal", "optim=demo",
                  *(f"{k}={v}" for k, v in config_overrides.items())]
     config = resolved(*overrides)
-    torch.save({"state_dict": {"net.layers.0.weight": w},
-                "dropreg": {"format": CHECKPOINT_FORMAT, "config": config, "update": 200}}, run_dir / "last.ckpt")
+    state = {"net.layers.0.weight": w, "net.layers.0.bias": torch.zeros(1, 16),
+             "net.layers.1.weight": torch.randn(1, 16, 10, generator=gen) * 0.25, "net.layers.1.bias": torch.zeros(1, 10)}
+    torch.save({"state_dict": state, "dropreg": {"format": CHECKPOINT_FORMAT, "config": config, "update": 200,
+                                                 "rows": metrics.to_dict("records")}}, run_dir / "last.ckpt")
     (run_dir / "summary.json").write_text(json.dumps({"run_id": run_dir.name, "status": "completed",
                                                       "test_error": error, "updates": 200, "config": config}))
 
@@ -44,8 +49,8 @@ def results(tmp_path, rows: list[dict]) -> pd.DataFrame:
     for i, r in enumerate(rows):
         run_dir = tmp_path / "runs" / f"run{i}"
         fake_run(run_dir, r["regularizer"], r.get("seed", 1), r["test_error"], sparse=r.pop("sparse", False))
-        out.append({"status": "completed", "final_train_error": 10.0, "seed": 1, "selected": "", **r,
-                    "run_dir": str(run_dir)})
+        out.append({"run": run_dir.name, "status": "completed", "final_train_error": 10.0, "seed": 1, "selected": "",
+                    **r, "run_dir": str(run_dir)})
     return pd.DataFrame(out)
 
 
@@ -238,3 +243,14 @@ def test_a_max_norm_row_that_never_binds_is_said_and_not_ranked(tmp_path, drawn)
     md = (tmp_path / "t9.md").read_text()
     (line,) = [x for x in md.splitlines() if x.startswith("| Max-norm ")]
     assert "max-norm never binds" in line and line.rstrip("| ").endswith("–")
+
+
+def test_only_the_papers_budget_on_its_data_and_net_is_compared_digit_for_digit():
+    """The quick preset (real MNIST, paper_mlp, 1,500 updates) is a miniature: ranks, not differences."""
+    from dropreg.paper import is_paper_scale
+
+    paper = resolved("dataset=mnist", "model=paper_mlp", "optim=paper")
+    assert is_paper_scale(paper)
+    assert not is_paper_scale(resolved("dataset=mnist", "model=paper_mlp", "optim=quick"))
+    assert not is_paper_scale(resolved("dataset=mnist", "model=paper_mlp", "optim=paper", "dataset.train_subset=5000"))
+    assert not is_paper_scale(resolved("dataset=mnist5k", "model=paper_mlp", "optim=paper"))

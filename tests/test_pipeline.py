@@ -192,7 +192,7 @@ def test_sweeps_apply_to_the_regularizers_they_name_and_values_stay_exact(tmp_pa
 
 
 def test_unknown_preset(tmp_path):
-    with pytest.raises(PipelineConfigError, match=r"preset='papr': no file .* presets are \['demo', 'paper'\]"):
+    with pytest.raises(PipelineConfigError, match=r"preset='papr': no file .* presets are \['demo', 'paper', 'quick'\]"):
         pipeline.load({"preset": "papr"})
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import SHARED_DATA
 from dropreg.data import cli
-from dropreg.data.download import CONTENT_CHECK, FOLDER_CHECK, PUBLISHED_SIZE, verify_source
+from dropreg.data.download import CONTENT_CHECK, FOLDER_CHECK, verify_source
 from dropreg.data.notmnist import GlyphCheck, duplicate_counts, read_glyphs
 from dropreg.data.prepared import load_prepared
 from dropreg.data.sources import RAW_FILES

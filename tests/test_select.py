@@ -28,6 +28,7 @@ def _tuning(tmp_path, runs: list[tuple]) -> str:
         (run_dir / "summary.json").write_text(json.dumps({
             "run_id": run_id, "status": status, "test_error": 5.0, "final_val_error": final_val,
             "best_val_error": best_val, "updates": 100, "config": config,
+            "diverged_at_update": 50 if status == "diverged" else None,
             **({"largest_val_rise": rise[0]} if rise else {})}))
         members.append({"run_id": run_id, "run_dir": str(run_dir), "regularizer": reg, "seed": seed,
                         "candidate": candidate, "config": config})

@@ -245,8 +245,9 @@ def plot_table9(frame: pd.DataFrame, out: str, source: str) -> None:
     gain = dropout_gain(table)
     what = ("Table 9 reproduced: MNIST test error by regularizer, the paper's value beside ours with the "
             "difference." if runs.paper_scale else
-            "Table 9 in miniature: the paper's test errors (left; full MNIST, 1M updates) and ours (right). On this "
-            "smaller problem absolute errors are not comparable; compare ranks and the dropout gain.")
+            "Table 9 in miniature: the paper's test errors (left; full MNIST, 1M updates) and ours (right). With "
+            "less data, a smaller net or a shorter budget than the paper's, absolute errors are not comparable; "
+            "compare ranks and the dropout gain.")
     caption = runs.caption(what) + (f" Dropout gain, {gain}." if gain else "")
     _save(fig, out, caption)
     display = table9_display(table, runs.paper_scale)
