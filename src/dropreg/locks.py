@@ -63,7 +63,3 @@ class FileLock:
         if self._fd is not None:
             os.close(self._fd)  # releases the flock
             self._fd = None
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None

@@ -103,7 +103,7 @@ def table9(frame: pd.DataFrame) -> pd.DataFrame:
         paper = TABLE9_TEST_ERROR.get(reg) if not point else None
         selected = first.get("selected") if isinstance(first.get("selected"), str) and first.get("selected") else ""
         mean = float(done.mean()) if len(done) else float("nan")
-        at_bound = completed(runs)["units_at_max_norm"].dropna() if "units_at_max_norm" in runs else pd.Series([])
+        at_bound = completed(runs).get("units_at_max_norm", pd.Series([], dtype=float)).dropna()
         rows.append({
             "regularizer": reg, **{a: first[a] for a in axes},
             "method": method_label(reg) + (f" ({point})" if point else ""),
@@ -137,7 +137,8 @@ def dropout_gain(table: pd.DataFrame) -> Optional[str]:
     if not (a > 0 and b == b):
         return None
     pa, pb = TABLE9_TEST_ERROR["l2"], TABLE9_TEST_ERROR["dropout_max_norm"]
-    unbound = " (its max-norm never binds: dropout alone)" if rows.loc["dropout_max_norm"].get("max_norm_never_binds") else ""
+    unbound = (" (its max-norm never binds: dropout alone)"
+               if rows.loc["dropout_max_norm"].get("max_norm_never_binds") else "")
     return (f"L2 → Dropout + Max-norm: paper {100 * (pb - pa) / pa:+.0f} % ({pa:.2f} → {pb:.2f}), "
             f"ours {100 * (b - a) / a:+.0f} % ({a:.2f} → {b:.2f}){unbound}")
 
