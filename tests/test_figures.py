@@ -243,6 +243,7 @@ def test_a_max_norm_row_that_never_binds_is_said_and_not_ranked(tmp_path, drawn)
     md = (tmp_path / "t9.md").read_text()
     (line,) = [x for x in md.splitlines() if x.startswith("| Max-norm ")]
     assert "max-norm never binds" in line and line.rstrip("| ").endswith("–")
+    assert "Max-norm\n(max-norm never binds: not ranked)" in _labels(drawn["fig"])  # the figure says it too
 
 
 def test_only_the_papers_budget_on_its_data_and_net_is_compared_digit_for_digit():

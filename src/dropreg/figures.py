@@ -208,7 +208,8 @@ def plot_table9(frame: pd.DataFrame, out: str, source: str) -> None:
     table = table9(frame)
     y = np.arange(len(table))
     several = table["n"] > 1
-    labels = [m + (f"\n[{s}]" if s else "") for m, s in zip(table["method"], table["selected"])]
+    labels = [m + (f"\n[{s}]" if s else "") + ("\n(max-norm never binds: not ranked)" if unbound else "")
+              for m, s, unbound in zip(table["method"], table["selected"], table["max_norm_never_binds"])]
     ours_label = (f"ours: mean ± sd over seeds ({_n_note(table['n'])})" if several.any()
                   else "ours (one seed each, no error bars)")
     if runs.paper_scale:
