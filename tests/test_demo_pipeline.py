@@ -74,13 +74,17 @@ def test_demo_preset_end_to_end(tmp_path):
         len([t for t in pipe.figure_targets() if t.endswith(".png")])
 
 
-def _small(name: str, updates: int, regs=("none", "dropout")):
+def _small(name: str, updates: int, regs=("none", "dropout"), eval_every: int = 30, pack_size: int | None = None):
+    """Table 9 alone, untuned, one seed, no figures; `pack_size` 1 makes one pack (job) per run."""
     def edit(cfg):
         study = cfg["studies"]["table9"]
         study.update(regularizers=list(regs), seeds=[1], figures=[])
         study.pop("tune")
         cfg["studies"] = {"table9": study}
-        cfg["overrides"] = ["model.init=lecun_normal", f"optim.max_updates={updates}", "trainer.eval_every=30"]
+        cfg["overrides"] = ["model.init=lecun_normal", f"optim.max_updates={updates}",
+                            f"trainer.eval_every={eval_every}"]
+        if pack_size:
+            cfg["pack_size"] = pack_size
     return edit
 
 

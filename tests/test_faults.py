@@ -21,7 +21,7 @@ from conftest import FAST
 from dropreg import pipeline
 from dropreg.pipeline import PipelineConfigError
 from dropreg.train import cli, train
-from test_demo_pipeline import _preset
+from test_demo_pipeline import _preset, _small
 from test_pipeline import SNAKEMAKE, snakemake
 
 BUDGET = ["optim.max_updates=100", "trainer.eval_every=50"]
@@ -29,14 +29,8 @@ BUDGET = ["optim.max_updates=100", "trainer.eval_every=50"]
 
 # ----------------------------------------------------------------------------- invocations
 def _two_packs(updates: int, eval_every: int = 100):
-    """Table 9's none and dropout rows, one seed, one pack each (pack_size 1), no figures."""
-    def edit(cfg):
-        study = cfg["studies"]["table9"]
-        study.update(regularizers=["none", "dropout"], seeds=[1], figures=[])
-        study.pop("tune")
-        cfg.update(studies={"table9": study}, pack_size=1,
-                   overrides=["model.init=lecun_normal", f"optim.max_updates={updates}", f"trainer.eval_every={eval_every}"])
-    return edit
+    """Table 9's none and dropout rows, one seed, one pack each, no figures."""
+    return _small("", updates, eval_every=eval_every, pack_size=1)
 
 
 def _start(preset: str, cwd: Path) -> subprocess.Popen:

@@ -217,7 +217,9 @@ def test_tuning_figure_draws_every_tuned_key_and_stars_the_choice(tmp_path, draw
     rows.append({"regularizer": "none", "final_val_error": 6.0, "selected": True})
     rows.append({"regularizer": "dropout_max_norm", "lr": 1.0, "max_norm_radius": 2.0, "hidden_retain": 0.5,
                  "final_val_error": 90.0, "selected": False, "status": "diverged"})
-    frame = results(tmp_path, [{**r, "test_error": r["final_val_error"], "updates": 200} for r in rows])
+    # with every column select writes into tuning.csv, so none of them passes for a tuned key
+    frame = results(tmp_path, [{**r, "test_error": r["final_val_error"], "updates": 200,
+                                "best_val_error": r["final_val_error"] - 0.1, "largest_val_rise": 0.2} for r in rows])
     figures.plot_tuning(frame, str(tmp_path / "tuning"), "tuning.csv")
     ax_none, ax_dmn = drawn["fig"].axes[:2]
     assert any(t.get_text() == "not tuned" for t in ax_none.texts)

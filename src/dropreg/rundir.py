@@ -142,7 +142,7 @@ _SUMMARY_FIELDS: dict[str, tuple[Callable[[Any], bool], str, bool]] = {
     "best_val_error": (*_PERCENT, True),
     "final_val_error": (*_PERCENT, True),
     "final_train_error": (*_PERCENT, True),
-    "largest_val_rise": (lambda v: _is_number(v) and 0 <= v <= 100, "a number 0-100", True),
+    "largest_val_rise": (*_PERCENT, True),
     "best_val_update": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0", True),
     "diverged_at_update": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0", True),
     "wall_seconds": (lambda v: _is_number(v) and v >= 0, "a number >= 0", True),

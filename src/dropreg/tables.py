@@ -21,7 +21,8 @@ from .paper import METHOD_LABELS, TABLE9_ORDER, TABLE9_TEST_ERROR
 # The activity columns come from each summary's `regularizer_activity` (empty where it does not apply).
 ACTIVITY_COLUMNS = ["units_at_max_norm", "weights_near_zero", "kl_sparsity_mean_activity"]
 RUN_COLUMNS = ["study", "run", "regularizer", "seed", "selected", "status", "diverged_at_update", "test_error",
-               "best_val_error", "best_val_update", "final_val_error", "final_train_error", "updates", "wall_seconds",
+               "best_val_error", "best_val_update", "final_val_error", "largest_val_rise", "final_train_error", "updates",
+               "wall_seconds",
                "pack_size", "device", *ACTIVITY_COLUMNS, "run_dir"]
 
 
