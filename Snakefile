@@ -19,7 +19,7 @@ from snakemake.utils import min_version
 
 from dropreg import pipeline
 from dropreg.data.embedded import EMBEDDED
-from dropreg.pipeline import TABLE_FIGURES
+from dropreg.figure_kinds import FIGURE_KINDS
 
 min_version("9.0")
 
@@ -199,7 +199,7 @@ rule plot:
     log:
         f"{LOGS}/figures/{{study}}/{{kind}}.log",
     wildcard_constraints:
-        kind="learning_curves|weight_histograms|dropout_rate|dataset_size|lambda_sweep|table9_ci",
+        kind="|".join(k.name for k in FIGURE_KINDS.values() if k.source == "study" and not k.table),
     params:
         out=lambda w: f"{FIG}/{w.study}/{w.kind}",
         caption_file=lambda w, output: Path(output.caption),  # read by the report, not a tracked param
@@ -215,7 +215,7 @@ use rule plot as plot_table with:
         md=f"{FIG}/{{study}}/{{kind}}.md",
         tex=f"{FIG}/{{study}}/{{kind}}.tex",
     wildcard_constraints:
-        kind="|".join(sorted(TABLE_FIGURES)),
+        kind="|".join(k.name for k in FIGURE_KINDS.values() if k.table),
 
 
 use rule plot as plot_tuning with:

@@ -32,7 +32,7 @@ import seaborn as sns  # noqa: E402
 
 from . import paper  # noqa: E402
 from .atomic import atomic_path, write_text  # noqa: E402
-from .pipeline import TABLE_FIGURES  # noqa: E402
+from .figure_kinds import FIGURE_KINDS  # noqa: E402
 from .rundir import RunFileError, load_checkpoint, load_metrics, load_summary, set_aside  # noqa: E402
 from .tables import (completed, dropout_gain, is_true, method_label, notmnist_table, sweep_axes,  # noqa: E402
                      table9, table9_display, write_latex, write_markdown)
@@ -131,7 +131,7 @@ _RESULT_COLUMNS = ("run", "regularizer", "status", "run_dir")
 def read_results(path: str) -> pd.DataFrame:
     """A results table, checked: readable, with its columns, every row complete (a table cut mid-row
     parses with the last fields empty). One that is not is set aside, so Snakemake writes it again."""
-    from .rundir import STATUSES
+    from .status import STATUSES
 
     problem = None
     try:
@@ -186,7 +186,7 @@ def _nothing_to_draw(frame: pd.DataFrame, out: str, source: str, what: str) -> N
     except (OSError, ValueError, KeyError):
         caption = f"No run of this study completed ({counts}), so there is nothing to draw for {what}."
     _save(fig, out, caption)
-    if Path(out).name in TABLE_FIGURES:
+    if getattr(FIGURE_KINDS.get(Path(out).name), "table", False):
         note = pd.DataFrame({"Status": [f"no run completed ({counts})"]})
         write_markdown(note, f"{out}.md", caption)
         write_latex(note, f"{out}.tex", caption)

@@ -29,11 +29,9 @@ import yaml
 
 from .config import (MEMBER_KEYS, Composer, as_container, conf_dir, exception_chain, one_line, pack_key, run_identity,
                      settings_of)
+from .figure_kinds import FIGURE_KINDS, LISTABLE
+from .naming import hydra_value, id_value, short_key
 
-TABLE_FIGURES = {"table9", "notmnist_table"}  # these also write .md and .tex
-# the sweep axes (by name) a figure plots
-FIGURE_NEEDS = {"dropout_rate": ("p",), "dataset_size": ("n",), "lambda_sweep": ("lam", "bias"),
-                "notmnist_table": ("n",)}
 FINAL, TUNE = "final", "tune"
 # what tuning may search: the keys in which runs of one pack may differ, but their seed and data
 TUNABLE = tuple(k for k in MEMBER_KEYS if k not in ("seed", "dataset.train_subset", "model.name", "optim.name"))
@@ -142,11 +140,7 @@ class Pipeline:
         out = []
         for name, study in self.config["studies"].items():
             kinds = list(study.get("figures", [])) + (["tuning"] if "tune" in study else [])
-            for kind in kinds:
-                base = f"{self.figures_dir}/{name}/{kind}"
-                out += [f"{base}.png", f"{base}.pdf"]
-                if kind in TABLE_FIGURES:
-                    out += [f"{base}.md", f"{base}.tex"]
+            out += [f for kind in kinds for f in FIGURE_KINDS[kind].outputs(f"{self.figures_dir}/{name}/{kind}")]
         return out
 
     # ------------------------------------------------------------------ what a pack trains
@@ -185,44 +179,6 @@ class Pipeline:
         return as_container(settings_of(self.composer(overrides)))
 
 
-# ----------------------------------------------------------------------------- values in run ids
-def _format(value: Any) -> str:
-    """A sweep or grid value as it appears in a run id (exact: 0.5 and 0.5000001 differ)."""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if value is None:
-        return "all"
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
-
-
-def hydra_value(value: Any) -> str:
-    """A value as a Hydra override writes it (`null`, `true`, exact floats)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
-
-
-def short_key(key: str) -> str:
-    """`optim.lr` -> `lr`, `regularizer.l2.weight` -> `l2_weight`: a tuned key inside a run id."""
-    for prefix in ("regularizer.", "optim.", "model.", "dataset."):
-        if key.startswith(prefix):
-            key = key[len(prefix):]
-            break
-    return key.replace(".", "_")
-
-
-def describe_values(values: dict[str, Any]) -> str:
-    """`lr 0.1, l2_weight 0.0001`: tuned values as captions and tables show them."""
-    return ", ".join(f"{short_key(k)} {v:g}" if isinstance(v, float) else f"{short_key(k)} {v}"
-                     for k, v in values.items())
-
-
 # ----------------------------------------------------------------------------- loading
 def _options(group: str) -> set[str]:
     return {p.stem for p in (conf_dir() / group).glob("*.yaml")}
@@ -250,8 +206,12 @@ def _check_names(cfg: dict[str, Any], source: str) -> None:
             bad = [r for r in axis.get("regularizers", []) if r not in study["regularizers"]]
             if bad:
                 raise PipelineConfigError(f"{where}.sweep[{i}].regularizers: {bad} not among the study's regularizers")
-        for kind in study.get("figures", []):
-            missing = [n for n in FIGURE_NEEDS.get(kind, ()) if n not in names]
+        for i, kind in enumerate(study.get("figures", [])):
+            if kind not in LISTABLE:
+                raise PipelineConfigError(f"{where}.figures[{i}]={kind!r}: allowed are {', '.join(LISTABLE)}"
+                                          + (" (tuning is drawn for every study with a tune: stage)"
+                                             if kind == "tuning" else ""))
+            missing = [n for n in FIGURE_KINDS[kind].needs if n not in names]
             if missing:
                 raise PipelineConfigError(f"{where}.figures: {kind} plots a sweep named {', '.join(missing)}, which "
                                           f"this study lacks (its sweeps: {names or 'none'})")
@@ -395,7 +355,7 @@ def _variants(name: str, study: dict[str, Any], reg: str, stage: str):
     if stage == FINAL:
         axes = [a for a in study.get("sweep", []) if reg in a.get("regularizers", study["regularizers"])]
         for point in itertools.product(*(a["values"] for a in axes)):
-            parts = [f"{a['name']}{_format(v)}" for a, v in zip(axes, point)]
+            parts = [f"{a['name']}{id_value(v)}" for a, v in zip(axes, point)]
             extra = [f"{a['key'].format(regularizer=reg)}={hydra_value(v)}" for a, v in zip(axes, point)]
             yield parts, extra, study["seeds"], {a["name"]: v for a, v in zip(axes, point)}, {}
         return
@@ -404,7 +364,7 @@ def _variants(name: str, study: dict[str, Any], reg: str, stage: str):
     fixed = [*tune.get("overrides", []), "dataset.use_validation=true", f"optim.max_updates={tune['updates']}"]
     for values in itertools.product(*grid.values()):
         candidate = dict(zip(grid, values))
-        parts = [f"{short_key(k)}{_format(v)}" for k, v in candidate.items()]
+        parts = [f"{short_key(k)}{id_value(v)}" for k, v in candidate.items()]
         yield parts, [*fixed, *(f"{k}={hydra_value(v)}" for k, v in candidate.items())], tune["seeds"], {}, candidate
 
 

@@ -33,12 +33,12 @@ from typing import Any, Callable, Optional
 
 from .atomic import atomic_path, stale_temporaries, write_json, write_text
 from .config import first_difference, run_identity
+from .status import STATUSES
 from .locks import FileLock
 
 CONFIG_FILE, METRICS_FILE, CHECKPOINT_FILE, SUMMARY_FILE = "config.yaml", "metrics.csv", "last.ckpt", "summary.json"
 LOCK_FILE, REPLACED_DIR = ".lock", "replaced"
 CHECKPOINT_FORMAT = 1
-STATUSES = ("completed", "failed_to_learn", "diverged")
 
 
 class RunFileError(ValueError):

@@ -27,7 +27,7 @@ import yaml
 
 from .atomic import DiskFull, atomic_path, write_text
 from .pack import SpecError, ended_runs
-from .pipeline import hydra_value, describe_values, short_key
+from .naming import describe_values, hydra_value, short_key
 from .rundir import RunFileError
 
 # a rise of the validation error this far above its lowest earlier value (percentage points) is a spike

@@ -17,12 +17,12 @@ import pandas as pd
 
 from .atomic import DiskFull, atomic_path
 from .pack import SpecError, ended_runs
-from .pipeline import describe_values
+from .naming import describe_values
 from .rundir import RunFileError
+from .status import ENDED_BADLY
 from .tables import ACTIVITY_COLUMNS, RUN_COLUMNS
 
 COLUMNS = RUN_COLUMNS
-ENDED_BADLY = ("diverged", "failed_to_learn")
 
 
 def collect(specs: list[str]) -> pd.DataFrame:
