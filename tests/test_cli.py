@@ -85,7 +85,6 @@ def test_evaluate_reproduces_a_runs_test_error_and_takes_another_dataset(make_cf
     assert evaluate([str(tmp_path / "nothing")]) == 2
 
 
-@pytest.mark.skipif(not (ROOT / "presets" / "demo.yaml").exists(), reason="no demo preset")
 def test_the_pack_command_reports_one_line_errors(tmp_path, capsys):
     from dropreg.pack import main as pack
 
@@ -93,13 +92,24 @@ def test_the_pack_command_reports_one_line_errors(tmp_path, capsys):
     assert pack([str(tmp_path / "spec.json")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "spec.json: not a readable pack spec" in err[0]
-    for args, message in ((["--preset", "demo"], "--preset needs --study and --pack"),
-                          (["--preset", "demo", "--study", "table9", "--pack", "final1", "--overrides", "[x"],
+
+
+@pytest.mark.skipif(not (ROOT / "presets" / "demo.yaml").exists(), reason="no demo preset")
+def test_the_plan_command_writes_a_spec_or_one_line(tmp_path, capsys):
+    from dropreg.plan import main as plan
+    from dropreg.specs import MEMBER_FIELDS, load_spec
+
+    base = ["--preset", "demo", "--out", str(tmp_path / "new.json")]
+    for args, message in ((["--study", "table9", "--pack", "final1", "--overrides", "[x"],
                            "--overrides '[x': not a JSON list"),
-                          (["--preset", "demo", "--study", "table9", "--pack", "final9"],
+                          (["--study", "table9", "--pack", "final9"],
                            "study 'table9' has no pack 'final9'; its packs are tune1, tune2, final1, final2"),
-                          (["--preset", "demo", "--study", "tabel9", "--pack", "final1"], "no study 'tabel9'")):
-        assert pack([str(tmp_path / "new.json"), *args]) == 2
+                          (["--study", "tabel9", "--pack", "final1"], "no study 'tabel9'"),
+                          (["--study", "table9", "--pack", "final1"], "selected.yaml: not a readable selection")):
+        assert plan([*base, *args]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
     assert not (tmp_path / "new.json").exists()
+    assert plan([*base, "--study", "dropout_rate", "--pack", "final1"]) == 0
+    spec = load_spec(tmp_path / "new.json")
+    assert spec["study"] == "dropout_rate" and all(set(MEMBER_FIELDS) <= set(m) for m in spec["members"])

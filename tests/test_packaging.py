@@ -51,6 +51,7 @@ def test_snakefile_is_snakefmt_clean():
     import subprocess
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "snakefmt", "--check", str(ROOT / "Snakefile")], capture_output=True,
+    files = [str(ROOT / "Snakefile"), *map(str, sorted((ROOT / "rules").glob("*.smk")))]
+    proc = subprocess.run([sys.executable, "-m", "snakefmt", "--check", *files], capture_output=True,
                           text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr

@@ -70,7 +70,7 @@ def test_run_ids_packs_and_overrides_are_predictable(paper):
     assert "regularizer.l1.weight=0.001" in run.overrides and "regularizer.l1.include_biases=true" in run.overrides
     nall = paper.runs["udacity_notmnist"]["l2-nall-seed1"]
     assert "dataset.train_subset=null" in nall.overrides and nall.config["regularizer"]["l2"]["form"] == "half_sum"
-    assert paper.run_dir("table9", "none-seed1") == "results/paper/runs/table9/none-seed1"
+    assert paper.layout.run_dir("table9", "none-seed1") == "results/paper/runs/table9/none-seed1"
     tune = paper.tuning["table9"]
     assert all(r.config["dataset"]["use_validation"] for r in tune.values())  # tuning: train/validation split
     assert not any(r.config["dataset"]["use_validation"] for r in table9.values())  # final: all 60,000
@@ -196,11 +196,19 @@ def test_unknown_preset(tmp_path):
         pipeline.load({"preset": "papr"})
 
 
-def test_set_resources_for_train_reach_every_pack(tmp_path):
-    proc = snakemake("-n", "--config", "preset=demo", "--set-resources", "train:mem_mb=1234", cwd=tmp_path)
+def test_training_jobs_take_the_presets_resources_and_the_command_lines_gpus(tmp_path):
+    """Every pack's rule: mem_mb and runtime from the preset, gpu from gpus_per_pack (overridable for
+    one invocation with --config), and what default-resources add (on a cluster only training jobs take
+    them: every other rule is local)."""
+    proc = snakemake("-n", "--config", "preset=paper", "gpus_per_pack=0", "--default-resources", "gpu_model='x'",
+                     cwd=tmp_path)  # the paper preset says gpus_per_pack: 1
     assert proc.returncode == 0, proc.stderr[-2000:]
-    jobs = re.findall(r"rule (train_\w+):\n((?:    .*\n)+)", proc.stdout)
-    assert jobs and all("mem_mb=1234" in body for _, body in jobs)
+    jobs = dict(re.findall(r"rule (\w+):\n((?:    .*\n)+)", proc.stdout))
+    train = {r: body for r, body in jobs.items() if r.startswith("train_")}
+    assert train and all("gpu=0" in b and "mem_mb=" in b and "runtime=" in b and "gpu_model=x" in b
+                         for b in train.values())
+    bad = snakemake("-n", "--config", "preset=demo", "gpus_per_pack=-1", cwd=tmp_path)
+    assert bad.returncode != 0 and "--config gpus_per_pack=-1: allowed is an integer >= 0" in bad.stdout + bad.stderr
 
 
 def test_lint_leaves_only_the_documented_conda_lint(tmp_path):

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from dropreg.select import load_selection, main
+from dropreg.select import main
+from dropreg.specs import load_selection
 
 
 def _config(lr: float, l2: float = 0.0) -> dict:

@@ -26,9 +26,9 @@ from local_slurm import LocalSlurm, SlurmUnavailable  # noqa: E402
 
 PROFILE = str(ROOT / "profiles" / "slurm")
 # what the test cluster needs beyond the profile: its partition, squeue for job states (no
-# accounting), no GPU on the node, and quick status checks
+# accounting) and quick status checks (the tiny preset below claims no GPU: the node has none)
 TEST_SITE = ["--workflow-profile", PROFILE, "--default-resources", "slurm_partition='debug'", "runtime=10",
-             "mem_mb=1000", "--slurm-status-command", "squeue", "--set-resources", "train:gpu=0",
+             "mem_mb=1000", "--slurm-status-command", "squeue",
              "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "2",
              "--slurm-keep-successful-logs", "--jobs", "4"]
 LOCAL = ["--workflow-profile", "none", "--cores", "2"]

@@ -63,3 +63,19 @@ class FileLock:
         if self._fd is not None:
             os.close(self._fd)  # releases the flock
             self._fd = None
+
+
+def hold_preset_lock(results: str, preset: str) -> FileLock:
+    """Take the preset's lock (`results/<preset>/.snakemake.lock`) for the rest of this Snakemake
+    process (called from the Snakefile's `onstart`, so a dry run or "nothing to be done" never takes
+    it), or stop this invocation in one line."""
+    import sys
+
+    lock = FileLock(Path(results) / ".snakemake.lock")
+    try:
+        lock.acquire(f"preset {preset}: {results}/ is being produced by the snakemake of",
+                     "let it finish (its packs and results are safe) or stop it, then rerun")
+    except Busy as exc:
+        print(f"dropreg: error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+    return lock

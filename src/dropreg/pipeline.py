@@ -20,29 +20,15 @@ import hashlib
 import itertools
 import json
 import math
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Optional
 
-import yaml
-
-from .config import (MEMBER_KEYS, Composer, as_container, conf_dir, exception_chain, one_line, pack_key, run_identity,
-                     settings_of)
-from .figure_kinds import FIGURE_KINDS, LISTABLE
+from .config import Composer, as_container, one_line, pack_key, run_identity, settings_of
+from .figure_kinds import FIGURE_KINDS
+from .layout import FINAL, TUNE, Layout
 from .naming import hydra_value, id_value, short_key
-
-FINAL, TUNE = "final", "tune"
-# what tuning may search: the keys in which runs of one pack may differ, but their seed and data
-TUNABLE = tuple(k for k in MEMBER_KEYS if k not in ("seed", "dataset.train_subset", "model.name", "optim.name"))
-
-
-def presets_dir() -> Path:
-    return conf_dir().parent / "presets"
-
-
-class PipelineConfigError(ValueError):
-    """A preset that fails validation; the message names the file and the key."""
+from .preset import PipelineConfigError, command_line_overrides, command_line_settings, read_preset
+from .specs import load_selection
 
 
 @dataclass(frozen=True)
@@ -86,14 +72,18 @@ class Pipeline:
     packs: list[Pack] = field(default_factory=list)
     composer: Composer = field(default_factory=Composer, repr=False)
 
-    # ------------------------------------------------------------------ paths
     @property
-    def results(self) -> str:
-        return f"results/{self.preset}"
+    def layout(self) -> Layout:
+        return Layout(self.preset)
 
     @property
-    def figures_dir(self) -> str:
-        return f"figures/{self.preset}"
+    def gpus_per_pack(self) -> int:
+        """The `gpu` resource each training job claims (and, on SLURM, requests)."""
+        return int(self.config.get("gpus_per_pack", 0))
+
+    @property
+    def threads_per_pack(self) -> int:
+        return int(self.config.get("threads_per_pack", 1))
 
     def study(self, name: str) -> dict[str, Any]:
         return self.config["studies"][name]
@@ -105,27 +95,15 @@ class Pipeline:
         """Studies with a tuning stage: their packs lie on the longest path (tune -> select -> final)."""
         return [s for s in self.config["studies"] if self.tuned(s)]
 
-    def run_dir(self, study: str, run: str, stage: str = FINAL) -> str:
-        return f"{self.results}/{'runs' if stage == FINAL else 'tuning'}/{study}/{run}"
-
     def summaries(self, study: str, stage: str = FINAL) -> list[str]:
         runs = self.runs if stage == FINAL else self.tuning
         return [f"{r.run_dir}/summary.json" for r in runs[study].values()]
-
-    def selected_path(self, study: str) -> str:
-        return f"{self.results}/{study}/selected.yaml"
-
-    def tuning_table(self, study: str) -> str:
-        return f"{self.results}/{study}/tuning.csv"
-
-    def spec_path(self, pack: Pack) -> str:
-        return f"{self.results}/packs/{pack.study}/{pack.name}.json"
 
     def study_packs(self, study: str, stage: str) -> list[Pack]:
         return [p for p in self.packs if p.study == study and p.stage == stage]
 
     def specs(self, study: str, stage: str = FINAL) -> list[str]:
-        return [self.spec_path(p) for p in self.study_packs(study, stage)]
+        return [self.layout.spec(study, p.name) for p in self.study_packs(study, stage)]
 
     def pack(self, study: str, name: str) -> Pack:
         for p in self.packs:
@@ -140,7 +118,7 @@ class Pipeline:
         out = []
         for name, study in self.config["studies"].items():
             kinds = list(study.get("figures", [])) + (["tuning"] if "tune" in study else [])
-            out += [f for kind in kinds for f in FIGURE_KINDS[kind].outputs(f"{self.figures_dir}/{name}/{kind}")]
+            out += [f for kind in kinds for f in FIGURE_KINDS[kind].outputs(self.layout.figure(name, kind))]
         return out
 
     # ------------------------------------------------------------------ what a pack trains
@@ -151,151 +129,25 @@ class Pipeline:
         return hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     def spec(self, pack: Pack, selected: Optional[dict[str, Any]] = None) -> dict[str, Any]:
-        """The pack's spec; final runs of a tuned study take their regularizer's selected values."""
+        """The pack's spec; final runs of a tuned study take their regularizer's `selected` values, by
+        default from the study's selected.yaml (the plan job of such a pack runs after `select`)."""
+        if selected is None and pack.stage == FINAL and self.tuned(pack.study):
+            selected = load_selection(self.layout.selected(pack.study))
+        selected = selected or {}
         members = []
         for r in pack.runs:
-            chosen = (selected or {}).get(r.regularizer, {}) if r.stage == FINAL else {}
+            chosen = selected.get(r.regularizer, {}) if r.stage == FINAL else {}
             picked = list(chosen.get("overrides", []))
             config = r.config if not picked else self._resolve([*r.overrides, *picked, *r.late])
-            members.append({"run_id": r.id, "run_dir": r.run_dir, "regularizer": r.regularizer, "seed": r.seed,
-                            "sweep": r.sweep, "candidate": r.candidate, "selected": chosen.get("selected", {}),
-                            "overrides": [*r.overrides, *picked, *r.late], "config": config})
+            members.append({"run_id": r.id, "run_dir": r.run_dir, "config": config, "regularizer": r.regularizer,
+                            "seed": r.seed, "sweep": r.sweep, "candidate": r.candidate,
+                            "selected": chosen.get("selected", {}), "overrides": [*r.overrides, *picked, *r.late]})
         return {"preset": self.preset, "study": pack.study, "stage": pack.stage, "pack": pack.name,
                 "members": members}
-
-    def write_spec(self, study: str, name: str, out: str) -> dict[str, Any]:
-        """Write the pack's spec (final runs of a tuned study with the values in its selected.yaml)."""
-        from .atomic import write_json
-        from .select import load_selection
-
-        pack = self.pack(study, name)
-        selected = load_selection(self.selected_path(study)) if pack.stage == FINAL and self.tuned(study) else None
-        spec = self.spec(pack, selected)
-        write_json(out, spec)
-        return spec
 
     # ------------------------------------------------------------------ composition
     def _resolve(self, overrides: list[str]) -> dict[str, Any]:
         return as_container(settings_of(self.composer(overrides)))
-
-
-# ----------------------------------------------------------------------------- loading
-def _options(group: str) -> set[str]:
-    return {p.stem for p in (conf_dir() / group).glob("*.yaml")}
-
-
-def _check_names(cfg: dict[str, Any], source: str) -> None:
-    options = {group: _options(group) for group in ("model", "optim", "regularizer", "trainer")}
-    for study_name, study in cfg["studies"].items():
-        where = f"{source}: studies.{study_name}"
-        for key in ("model", "optim"):
-            if study[key] not in options[key]:
-                raise PipelineConfigError(f"{where}.{key}={study[key]!r}: allowed are {sorted(options[key])}")
-        for i, reg in enumerate(study["regularizers"]):
-            if reg not in options["regularizer"]:
-                raise PipelineConfigError(f"{where}.regularizers[{i}]={reg!r}: allowed are "
-                                          f"{sorted(options['regularizer'])} (conf/regularizer/)")
-        for reg in study.get("regularizer_overrides", {}):
-            if reg not in study["regularizers"]:
-                raise PipelineConfigError(f"{where}.regularizer_overrides.{reg}: not among the study's regularizers "
-                                          f"{study['regularizers']}")
-        names = [a["name"] for a in study.get("sweep", [])]
-        for i, axis in enumerate(study.get("sweep", [])):
-            if names.count(axis["name"]) > 1:
-                raise PipelineConfigError(f"{where}.sweep[{i}].name={axis['name']!r}: used twice")
-            bad = [r for r in axis.get("regularizers", []) if r not in study["regularizers"]]
-            if bad:
-                raise PipelineConfigError(f"{where}.sweep[{i}].regularizers: {bad} not among the study's regularizers")
-        for i, kind in enumerate(study.get("figures", [])):
-            if kind not in LISTABLE:
-                raise PipelineConfigError(f"{where}.figures[{i}]={kind!r}: allowed are {', '.join(LISTABLE)}"
-                                          + (" (tuning is drawn for every study with a tune: stage)"
-                                             if kind == "tuning" else ""))
-            missing = [n for n in FIGURE_KINDS[kind].needs if n not in names]
-            if missing:
-                raise PipelineConfigError(f"{where}.figures: {kind} plots a sweep named {', '.join(missing)}, which "
-                                          f"this study lacks (its sweeps: {names or 'none'})")
-        swept = {a["key"].format(regularizer=r) for a in study.get("sweep", [])
-                 for r in a.get("regularizers", study["regularizers"])}
-        _check_tune(study, where, swept)
-    if cfg["trainer"] not in options["trainer"]:
-        raise PipelineConfigError(f"{source}: trainer={cfg['trainer']!r}: allowed are {sorted(options['trainer'])}")
-
-
-def _check_tune(study: dict[str, Any], where: str, swept: set[str]) -> None:
-    for group, grid in study.get("tune", {}).get("grid", {}).items():
-        if group != "all" and group not in study["regularizers"]:
-            raise PipelineConfigError(f"{where}.tune.grid.{group}: neither `all` nor one of the study's regularizers "
-                                      f"{study['regularizers']}")
-        for key in grid:
-            if not any(key == k or key.startswith(k + ".") for k in TUNABLE):
-                raise PipelineConfigError(f"{where}.tune.grid.{group}.{key}: not tunable; runs that share a pack "
-                                          f"may differ only in {', '.join(TUNABLE)}")
-            if key in swept:
-                raise PipelineConfigError(f"{where}.tune.grid.{group}.{key}: also a sweep key of the study")
-
-
-def _schema_error(exc: Exception, source: str) -> PipelineConfigError:
-    import jsonschema
-
-    cause = next((a for a in exception_chain(exc) if isinstance(a, jsonschema.ValidationError)), None)
-    if cause is None:
-        return PipelineConfigError(f"{source}: {' '.join(str(exc).split())}")
-    key = ".".join(str(p) for p in cause.absolute_path) or "(top level)"
-    return PipelineConfigError(f"{source}: {key}: {cause.message}")
-
-
-def command_line_overrides(config: dict[str, Any]) -> list[str]:
-    """`snakemake --config overrides='[a=1, b=2]'` (a YAML list) or `overrides=a=1` (one string)."""
-    value = config.get("overrides", [])
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise PipelineConfigError(f"--config overrides={value!r}: allowed is a list of Hydra overrides, "
-                                  "e.g. overrides='[optim.max_updates=2000]'")
-    return value
-
-
-# preset keys renamed since runs train in packs: old name -> new name
-RENAMED = {"gpus_per_run": "gpus_per_pack", "threads_per_run": "threads_per_pack"}
-
-
-def _check_renamed(cfg: Any, source: str) -> None:
-    """One line with the new name for a key a preset written before packs uses (at the top level or
-    in a study); the schema's "additional properties" message would not say it."""
-    if not isinstance(cfg, dict):
-        return
-    places = [("", cfg)] + [(f"studies.{n}.", st) for n, st in (cfg.get("studies") or {}).items() if isinstance(st, dict)]
-    for where, block in places:
-        for old, new in RENAMED.items():
-            if old in block:
-                raise PipelineConfigError(f"{source}: {where}{old}: renamed {new!r} (a training job trains a pack "
-                                          f"of runs); write {where}{new}: {block[old]}")
-
-
-def read_preset(preset: str) -> tuple[dict[str, Any], str]:
-    """The preset's content and its source path; checks the file, its schema and its names."""
-    from snakemake.utils import validate
-
-    shipped = {p.stem for p in presets_dir().glob("*.yaml") if p.stem != "schema"}
-    path = Path(preset) if preset.endswith((".yaml", ".yml")) else presets_dir() / f"{preset}.yaml"
-    if not path.is_file():
-        raise PipelineConfigError(f"preset={preset!r}: no file {path}; presets are {sorted(shipped)} or a path to a .yaml")
-    source = str(path)
-    try:
-        cfg = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise PipelineConfigError(f"{source}: not valid YAML ({' '.join(str(exc).split())[:120]})") from exc
-    _check_renamed(cfg, source)
-    try:
-        validate(cfg, str(presets_dir() / "schema.yaml"))
-    except Exception as exc:  # snakemake wraps jsonschema's error in a WorkflowError
-        raise _schema_error(exc, source) from exc
-    if cfg["preset"] in shipped and path.resolve() != (presets_dir() / f"{cfg['preset']}.yaml").resolve():
-        raise PipelineConfigError(f"{source}: preset={cfg['preset']!r} is the name of the shipped "
-                                  f"presets/{cfg['preset']}.yaml, whose results this would replace; use another name")
-    _check_names(cfg, source)
-    return cfg, source
 
 
 def load(config: dict[str, Any], studies: Optional[list[str]] = None) -> Pipeline:
@@ -303,6 +155,7 @@ def load(config: dict[str, Any], studies: Optional[list[str]] = None) -> Pipelin
     `overrides` applied to every run. Every run (of `studies`, default all) is composed and validated."""
     cfg, source = read_preset(str(config.get("preset", "paper")))
     late = command_line_overrides(config)
+    cfg.update(command_line_settings(config))
     pipe = Pipeline(preset=cfg["preset"], config=cfg, source=source)
     for name, study in cfg["studies"].items():
         if studies is not None and name not in studies:
@@ -345,7 +198,7 @@ def _expand(pipe: Pipeline, name: str, study: dict[str, Any], late: list[str], s
                         f"resolved config, so they would train the same run twice; remove one of the values that "
                         f"name them")
                 identities[identity] = run_id
-                runs[run_id] = Run(name, stage, run_id, reg, seed, pipe.run_dir(name, run_id, stage), overrides,
+                runs[run_id] = Run(name, stage, run_id, reg, seed, pipe.layout.run_dir(name, run_id, stage), overrides,
                                    tuple(late), config, sweep, candidate)
     return runs
 
@@ -406,21 +259,3 @@ def _packs(study: str, stage: str, runs: list[Run], size: int) -> list[Pack]:
     return packs
 
 
-# ----------------------------------------------------------------------------- one Snakemake per preset
-def preset_lock(pipe: Pipeline):
-    from .locks import FileLock
-
-    return FileLock(Path(pipe.results) / ".snakemake.lock")
-
-
-def hold_preset_lock(lock, pipe: Pipeline) -> None:
-    """Take the preset's lock for the rest of this Snakemake process (called from `onstart`, so a
-    dry run or "nothing to be done" never takes it), or stop this invocation in one line."""
-    from .locks import Busy
-
-    try:
-        lock.acquire(f"preset {pipe.preset}: {pipe.results}/ is being produced by the snakemake of",
-                     "let it finish (its packs and results are safe) or stop it, then rerun")
-    except Busy as exc:
-        print(f"dropreg: error: {exc}", file=sys.stderr, flush=True)
-        raise SystemExit(1) from None

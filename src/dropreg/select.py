@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import yaml
 
 from .atomic import DiskFull, atomic_path, write_text
-from .pack import SpecError, ended_runs
+from .specs import SpecError, ended_runs
 from .naming import describe_values, hydra_value, short_key
 from .rundir import RunFileError
 
@@ -86,16 +85,6 @@ def select(results: pd.DataFrame, study: str) -> dict[str, Any]:
                            for c in candidates],
         }
     return {"study": study, "criterion": CRITERION, "regularizers": chosen}
-
-
-def load_selection(path: str | Path) -> dict[str, Any]:
-    """selected.yaml's `regularizers` mapping (regularizer -> selected values and overrides)."""
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-        return dict(data["regularizers"])
-    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
-        raise RunFileError(f"{path}: not a readable selection ({exc.__class__.__name__}); delete it and rerun "
-                           "the pipeline") from exc
 
 
 def describe_selection(selection: dict[str, Any]) -> str:

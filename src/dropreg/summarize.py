@@ -16,7 +16,7 @@ import sys
 import pandas as pd
 
 from .atomic import DiskFull, atomic_path
-from .pack import SpecError, ended_runs
+from .specs import SpecError, ended_runs
 from .naming import describe_values
 from .rundir import RunFileError
 from .status import ENDED_BADLY
