@@ -20,6 +20,30 @@ PRESET_LOCK = []  # the preset's lock, once `onstart` holds it
 os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
 
 
+# ----------------------------------------------------------------------------- helpers of the rules
+def _plan_inputs(w):
+    """A final pack of a tuned study is planned with the values tuning selected."""
+    if w.pack.startswith("final") and PIPE.tuned(w.study):
+        return [L.selected(w.study)]
+    return []
+
+
+def _figure(kind, *extra):
+    """A figure job's outputs: the PNG in the report, the PDF, its caption (and .md, .tex for tables)."""
+    base = L.figure("{study}", kind)
+    return dict(
+        png=report(
+            f"{base}.png",
+            caption="../report/figure.rst",
+            category="{study}",
+            labels={"study": "{study}", "figure": "{kind}"},
+        ),
+        pdf=f"{base}.pdf",
+        caption=f"{base}.caption.rst",
+        **{ext: f"{base}.{ext}" for ext in extra},
+    )
+
+
 wildcard_constraints:
     study="|".join(STUDIES),
     dataset="[a-z0-9_]+",

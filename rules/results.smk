@@ -25,21 +25,6 @@ PLOT_CODE = sorted(
 PLOT_CODE += sorted(str(p) for p in Path(workflow.basedir, "src", "dropreg", "figures").glob("*.py"))
 
 
-def _figure(kind, *extra):
-    base = L.figure("{study}", kind)
-    return dict(
-        png=report(
-            f"{base}.png",
-            caption="report/figure.rst",
-            category="{study}",
-            labels={"study": "{study}", "figure": "{kind}"},
-        ),
-        pdf=f"{base}.pdf",
-        caption=f"{base}.caption.rst",
-        **{ext: f"{base}.{ext}" for ext in extra},
-    )
-
-
 rule plot:
     input:
         results=L.study_table("{study}"),

@@ -9,12 +9,6 @@
 # `default-resources`, which reach only training jobs (every other rule is local).
 
 
-def _plan_inputs(w):
-    if w.pack.startswith("final") and PIPE.tuned(w.study):
-        return [L.selected(w.study)]
-    return []
-
-
 rule plan:
     input:
         _plan_inputs,

@@ -16,7 +16,7 @@ from conftest import resolved
 from dropreg import figures
 from dropreg.figures import FIGURES, FigureInputError
 from dropreg.paper import TABLE9_TEST_ERROR
-from dropreg.rundir import CHECKPOINT_FORMAT
+from dropreg.runfiles import CHECKPOINT_FORMAT
 from dropreg.tables import latex_escape, table9
 
 REGS = ["none", "dropout", "l2", "l2_l1_late", "l2_kl_sparsity", "max_norm", "dropout_l2", "dropout_max_norm"]

@@ -27,7 +27,6 @@ updates (tests/test_packing.py checks it).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import tempfile
 import time
@@ -40,20 +39,16 @@ import yaml
 from torch import nn
 
 from . import roofline
-from .batches import MemberBatches, PackBatches
-from .config import Composer, as_container, conf_dir, settings_of, validate
+from .batches import MemberBatches
+from .config import Composer, as_container, conf_dir, settings_of
 from .cpu_memory import keep_freed_memory
 from .data.datamodule import PreparedDataModule
 from .net import init_weight_
 from .schedules import lr_factor, momentum_at
+from .timing import bare_loop, sync, torch_mode
 
 # (precision, matmul precision): FP32, TF32, bf16-mixed
 VARIANTS = {"fp32": ("32-true", "highest"), "tf32": ("32-true", "high"), "bf16": ("bf16-mixed", "highest")}
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def bench_overrides(regularizer: str, updates: int, data_dir: str, device: str, extra: list[str] = ()) -> list[str]:
@@ -80,24 +75,6 @@ def mixed_configs(overrides: list[str], members: int) -> list[dict]:
 def pack_configs(overrides: list[str], members: int) -> list[dict]:
     comp = Composer()
     return [as_container(settings_of(comp([*overrides, f"seed={k + 1}"]))) for k in range(members)]
-
-
-@contextlib.contextmanager
-def torch_mode(settings, device: torch.device):
-    """What training sets around its updates: deterministic algorithms, the matmul precision, bf16
-    autocast for bf16-mixed; put back afterwards."""
-    t = settings.trainer
-    saved = torch.are_deterministic_algorithms_enabled(), torch.get_float32_matmul_precision()
-    torch.use_deterministic_algorithms(t.deterministic)
-    torch.set_float32_matmul_precision(t.matmul_precision)
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if t.precision == "bf16-mixed"
-                else contextlib.nullcontext())
-    try:
-        with autocast:
-            yield
-    finally:
-        torch.use_deterministic_algorithms(saved[0])
-        torch.set_float32_matmul_precision(saved[1])
 
 
 # ----------------------------------------------------------------------------- the plain loop
@@ -145,7 +122,7 @@ def plain_loop(overrides: list[str], device: torch.device, updates: int, timed_f
     with torch_mode(s, device):
         for t in range(updates):
             if t == timed_from:
-                _sync(device)
+                sync(device)
                 start = time.perf_counter()
             for group in opt.param_groups:
                 group["lr"] = s.optim.lr * lr_factor(s.optim, t)
@@ -161,7 +138,7 @@ def plain_loop(overrides: list[str], device: torch.device, updates: int, timed_f
                     for layer in model.layers[:-1]:
                         layer.weight.renorm_(p=2, dim=0, maxnorm=radius)
             losses.append(data_loss.detach())
-        _sync(device)
+        sync(device)
     timed = updates - timed_from
     ms = 1000.0 * (time.perf_counter() - start) / timed if start is not None and timed > 0 else float("nan")
     return ms, [float(v) for v in losses], model
@@ -175,11 +152,11 @@ class _IntervalClock(pl.Callback):
         self.seconds: list[float] = []
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
-        _sync(module.device)
+        sync(module.device)
         self._start = time.perf_counter()
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
-        _sync(module.device)
+        sync(module.device)
         self.seconds.append(time.perf_counter() - self._start)
 
 
@@ -191,36 +168,6 @@ def packed(configs: list[dict], updates: int) -> float:
     with tempfile.TemporaryDirectory() as root:
         train_pack(configs, [Path(root) / f"run{k}" for k in range(len(configs))], callbacks=[clock])
     return 1000.0 * clock.seconds[-1] / (updates * len(configs))
-
-
-def bare_loop(configs: list[dict], updates: int, device: torch.device, use_graph: bool,
-              data: tuple[torch.Tensor, torch.Tensor] | None = None):
-    """ms per run-update of the packed update driven by a bare loop, no Lightning: `updates` warm-up
-    updates (and the capture and check of the CUDA graph), then `updates` timed ones. `data`: the
-    training tensors (default: the configs' prepared dataset). Returns (ms, the PackUpdate)."""
-    from .model import PackModel
-    from .update import PackUpdate
-
-    settings = [validate(c) for c in configs]
-    model = PackModel(settings).to(device)
-    model.make_optimizer()
-    model.join(0)
-    if data is None:
-        dm = PreparedDataModule(settings[0].dataset, settings[0].trainer.eval_batch_size)
-        dm.check(settings)
-        dm.setup(device=device)
-        data = dm.tensors["train"]
-    x, y = data
-    batches = PackBatches([len(y)] * len(settings), model.batch_size, model.seeds)
-    step = PackUpdate(model, x, y, use_graph=use_graph)
-    with torch_mode(settings[0], device):
-        model.dropout.reseed(model.seeds, 0)
-        step.run(0, updates, batches.indices)
-        _sync(device)
-        start = time.perf_counter()
-        step.run(updates, updates, batches.indices)
-        _sync(device)
-    return 1000.0 * (time.perf_counter() - start) / (updates * len(settings)), step
 
 
 def measure_variant(args, device: torch.device, variant: str, graph: str, updates: int) -> dict:

@@ -3,7 +3,7 @@
 Every pack the preset expands to (tuning and final, as `snakemake -n` lists them) is timed for a few
 updates on this device with its own members (architecture, batch size, pack size and each member's
 regularizer; the learning rates tuning will select do not change the cost), on synthetic data of
-the dataset's shape, through the real packed update (`bench.bare_loop`; on CUDA with the graph
+the dataset's shape, through the real packed update (`timing.bare_loop`; on CUDA with the graph
 when the preset's trainer uses one). Its hours are that time per update times its budget.
 Evaluations (a forward pass of each member over the validation and test images every
 `trainer.eval_every` updates: under 1 % of an interval for the paper preset), data preparation and
@@ -35,7 +35,7 @@ def _reg(config: dict):
 
 def measure_pack(pack, device: torch.device, updates: int) -> float:
     """ms per pack-update of this pack's members on this device."""
-    from .bench import bare_loop
+    from .timing import bare_loop
 
     configs = [r.config for r in pack.runs]
     d = configs[0]["dataset"]

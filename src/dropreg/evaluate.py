@@ -43,10 +43,10 @@ def evaluate(checkpoint: Path, overrides: list[str]) -> dict[str, Any]:
     from .config import as_container, first_difference, validate
     from .data.datamodule import PreparedDataModule
     from .module import PackedClassifier
-    from .rundir import RunFileError, load_checkpoint
+    from .runfiles import Checkpoint, RunFileError
 
-    ckpt = load_checkpoint(checkpoint)
-    stored = ckpt["dropreg"]["config"]
+    ckpt = Checkpoint.load(checkpoint)
+    stored = ckpt.config
     settings = validate(apply_overrides(stored, overrides))
     config = as_container(settings)
     shape = {k: {"model": c["model"], "io": (c["dataset"]["input_dim"], c["dataset"]["num_classes"])}
@@ -56,7 +56,7 @@ def evaluate(checkpoint: Path, overrides: list[str]) -> dict[str, Any]:
         raise RunFileError(f"{checkpoint}: the overrides change the trained net ({change}); evaluate it as it was "
                            "trained, on data of the same shape")
     module = PackedClassifier([config])
-    module.load_state_dict(ckpt["state_dict"])
+    module.load_state_dict(ckpt.state_dict)
     accelerator = settings.trainer.accelerator
     device = torch.device("cuda" if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
                           else "cpu")
@@ -64,8 +64,8 @@ def evaluate(checkpoint: Path, overrides: list[str]) -> dict[str, Any]:
     data = PreparedDataModule(settings.dataset, settings.trainer.eval_batch_size)
     manifest = data.check([settings])
     data.setup(device=device)
-    result: dict[str, Any] = {"checkpoint": str(checkpoint), "run_id": ckpt["dropreg"].get("run_id"),
-                              "update": ckpt["dropreg"]["update"], "dataset": settings.dataset.name,
+    result: dict[str, Any] = {"checkpoint": str(checkpoint), "run_id": ckpt.run_id,
+                              "update": ckpt.update, "dataset": settings.dataset.name,
                               "dataset_md5": manifest["npz_md5"]}
     splits = ["test"] + (["val"] if data.has_val else [])
     with torch.inference_mode():
@@ -86,7 +86,7 @@ def evaluate(checkpoint: Path, overrides: list[str]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     from .atomic import write_json
     from .config import one_line
-    from .rundir import CHECKPOINT_FILE, RunFileError
+    from .runfiles import CHECKPOINT_FILE, RunFileError
     from .train import _one_line_errors
 
     parser = argparse.ArgumentParser(prog="python -m dropreg.evaluate", description=__doc__.splitlines()[0])

@@ -33,7 +33,8 @@ import seaborn as sns  # noqa: E402
 from . import paper  # noqa: E402
 from .atomic import atomic_path, write_text  # noqa: E402
 from .figure_kinds import FIGURE_KINDS  # noqa: E402
-from .rundir import RunFileError, load_checkpoint, load_metrics, load_summary, set_aside  # noqa: E402
+from .rundir import load_metrics, set_aside  # noqa: E402
+from .runfiles import Checkpoint, RunFileError, load_summary  # noqa: E402
 from .tables import (completed, dropout_gain, is_true, method_label, notmnist_table, sweep_axes,  # noqa: E402
                      table9, table9_display, write_latex, write_markdown)
 
@@ -336,7 +337,7 @@ def plot_learning_curves(frame: pd.DataFrame, out: str, source: str) -> None:
 
 
 def _first_layer(run_dir: str) -> np.ndarray:
-    state = load_checkpoint(Path(run_dir) / "last.ckpt")["state_dict"]
+    state = Checkpoint.load(Path(run_dir) / "last.ckpt").state_dict
     return state["net.layers.0.weight"][0].numpy()  # [in, out]: unit j's incoming weights are column j
 
 

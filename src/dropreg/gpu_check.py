@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .status import Status
 from .update import BLOCK
 
 PRECISIONS = {"fp32": ["trainer.precision=32-true", "trainer.matmul_precision=highest"],
@@ -123,7 +124,7 @@ def pack_check(data_dir: str, device: str, precision: str, every: int, rtol: flo
     out["resumed_equals_straight"] = all(Path(a).read_bytes() == (b / "metrics.csv").read_bytes()
                                          for a, b in zip(straight, cut))
     out["passed"] = bool(out["graph_vs_eager_max_rel_difference"] <= rtol and out["resumed_equals_straight"]
-                         and out.get("graph_used") is not False and all(s == "completed" for s in out["statuses"]))
+                         and out.get("graph_used") is not False and all(s == Status.COMPLETED for s in out["statuses"]))
     return out
 
 
@@ -131,7 +132,7 @@ def kernels_per_update(data_dir: str) -> dict:
     """CUDA kernels launched by one eager update and by one graph replay of the mixed pack (K = 8)."""
     from torch.profiler import ProfilerActivity, profile
 
-    from .bench import bare_loop
+    from .timing import bare_loop
 
     result = {}
     for name, use_graph in (("eager", False), ("graph", True)):

@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     from .atomic import DiskFull
     from .pipeline import load
     from .preset import PipelineConfigError
-    from .rundir import RunFileError
+    from .runfiles import RunFileError
     from .specs import SpecError, write_spec
 
     parser = argparse.ArgumentParser(prog="python -m dropreg.plan", description=__doc__.splitlines()[0])

@@ -21,7 +21,9 @@ import pytorch_lightning as pl
 from .config import TrainConfig
 from .model import RETIRED, Evaluation
 from .module import PackedClassifier
-from .rundir import CHECKPOINT_FORMAT, RunDir
+from .rundir import RunDir
+from .runfiles import Checkpoint
+from .status import Status
 
 log = logging.getLogger("dropreg.train")
 _VERSIONED = ("dropreg", "torch", "pytorch-lightning", "hydra-core", "numpy")
@@ -48,12 +50,12 @@ def device_description(trainer: pl.Trainer) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def learned_status(rows: list[dict[str, float]], num_classes: int) -> str:
+def learned_status(rows: list[dict[str, float]], num_classes: int) -> Status:
     """`failed_to_learn` when no evaluation of the run ever got below 90 % of chance-level error
     (81 % for 10 classes), else `completed`."""
     chance = 100.0 * (1.0 - 1.0 / num_classes)
     errors = [r[k] for r in rows for k in ("val/error", "test/error") if k in r]
-    return "failed_to_learn" if errors and min(errors) >= CHANCE_FRACTION * chance else "completed"
+    return Status.FAILED_TO_LEARN if errors and min(errors) >= CHANCE_FRACTION * chance else Status.COMPLETED
 
 
 def largest_rise(errors: list[float]) -> Optional[float]:
@@ -76,8 +78,8 @@ class PackRecorder(pl.Callback):
                  dataset_md5: str) -> None:
         """`dirs[k]`, `settings[k]`: slot k's run; `resumed[k]`: its checkpoint when it resumes."""
         self.dirs, self.settings, self.dataset_md5 = dirs, settings, dataset_md5
-        self.rows = [list(resumed[k]["dropreg"]["rows"]) if k in resumed else [] for k in range(len(dirs))]
-        self.wall = [float(resumed[k]["dropreg"]["wall_seconds"]) if k in resumed else 0.0 for k in range(len(dirs))]
+        self.rows = [list(resumed[k].rows) if k in resumed else [] for k in range(len(dirs))]
+        self.wall = [resumed[k].wall_seconds if k in resumed else 0.0 for k in range(len(dirs))]
         self.summaries: dict[int, dict[str, Any]] = {}
         self.loggers: list[Optional[Any]] = [None] * len(dirs)
         self._last = time.perf_counter()
@@ -122,17 +124,11 @@ class PackRecorder(pl.Callback):
         status = None
         if k in evaluation.ended:
             diverged = evaluation.ended[k]
-            status = "diverged" if diverged is not None else learned_status(self.rows[k], s.dataset.num_classes)
+            status = Status.DIVERGED if diverged is not None else learned_status(self.rows[k], s.dataset.num_classes)
         summary = self._summary(k, status, evaluation.ended.get(k), module, trainer) if status else None
         state = evaluation.states[k]
-        run.write_checkpoint({
-            "pytorch-lightning_version": pl.__version__,
-            "state_dict": state["state_dict"],
-            "hyper_parameters": {"configs": [run.config]},
-            "dropreg": {"format": CHECKPOINT_FORMAT, "run_id": run.run_id, "config": run.config, "update": update,
-                        "momentum": state.get("momentum", {}), "rows": self.rows[k], "wall_seconds": self.wall[k],
-                        "dataset_md5": self.dataset_md5, "summary": summary},
-        })
+        run.write_checkpoint(Checkpoint(run.run_id, run.config, update, state["state_dict"], state.get("momentum", {}),
+                                        self.rows[k], self.wall[k], self.dataset_md5, summary))
         if summary is not None:
             run.write_summary(summary)
             self.summaries[k] = summary
@@ -140,7 +136,7 @@ class PackRecorder(pl.Callback):
             self.loggers[k].log_metrics(metrics, step=update)
         self._progress(run, s, row, rate, status)
 
-    def _summary(self, k: int, status: str, diverged_at: Optional[int], module: PackedClassifier,
+    def _summary(self, k: int, status: Status, diverged_at: Optional[int], module: PackedClassifier,
                  trainer: pl.Trainer) -> dict[str, Any]:
         rows, run = self.rows[k], self.dirs[k]
         val = [(r["val/error"], int(r["update"])) for r in rows if "val/error" in r]
@@ -149,7 +145,7 @@ class PackRecorder(pl.Callback):
         return {
             "run_id": run.run_id,
             "run_dir": str(run.path),
-            "status": status,
+            "status": status.value,
             "diverged_at_update": diverged_at,
             "test_error": rows[-1]["test/error"],
             "best_val_error": best_val[0],
@@ -170,7 +166,7 @@ class PackRecorder(pl.Callback):
             "config": run.config,
         }
 
-    def _progress(self, run: RunDir, s: TrainConfig, row: dict[str, float], rate: float, status: Optional[str]) -> None:
+    def _progress(self, run: RunDir, s: TrainConfig, row: dict[str, float], rate: float, status: Optional[Status]) -> None:
         total, update = s.optim.max_updates, int(row["update"])
         errors = "  ".join(f"{split} {row[f'{split}/error']:.2f}%" for split in ("train", "val", "test")
                            if f"{split}/error" in row)

@@ -16,10 +16,7 @@ import time
 
 import torch
 
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from .timing import sync
 
 
 def gemm_gflops(device: torch.device, dtype: torch.dtype = torch.float32, n: int | None = None, repeats: int = 5) -> float:
@@ -29,11 +26,11 @@ def gemm_gflops(device: torch.device, dtype: torch.dtype = torch.float32, n: int
     b = torch.randn(n, n, device=device, dtype=dtype)
     for _ in range(2):
         a @ b
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     for _ in range(repeats):
         a @ b
-    _sync(device)
+    sync(device)
     return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
@@ -44,11 +41,11 @@ def copy_gbs(device: torch.device, mbytes: int | None = None, repeats: int = 10)
     y = torch.empty_like(x)
     for _ in range(3):
         y.copy_(x)
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     for _ in range(repeats):
         y.copy_(x)
-    _sync(device)
+    sync(device)
     return 2 * x.numel() * 4 * repeats / (time.perf_counter() - start) / 1e9
 
 

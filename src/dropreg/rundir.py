@@ -25,7 +25,6 @@ What an existing run dir means when a run is started in it:
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 import shutil
 from pathlib import Path
@@ -33,16 +32,11 @@ from typing import Any, Callable, Optional
 
 from .atomic import atomic_path, stale_temporaries, write_json, write_text
 from .config import first_difference, run_identity
-from .status import STATUSES
 from .locks import FileLock
+from .runfiles import (CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, Checkpoint, RunFileError,
+                       load_summary)
 
-CONFIG_FILE, METRICS_FILE, CHECKPOINT_FILE, SUMMARY_FILE = "config.yaml", "metrics.csv", "last.ckpt", "summary.json"
 LOCK_FILE, REPLACED_DIR = ".lock", "replaced"
-CHECKPOINT_FORMAT = 1
-
-
-class RunFileError(ValueError):
-    """A run file that cannot be used (message: the file, what is wrong, what to do)."""
 
 
 def _now() -> str:
@@ -50,119 +44,6 @@ def _now() -> str:
 
 
 # ----------------------------------------------------------------------------- reading run files
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """A run checkpoint; RunFileError if it is unreadable or not one of ours."""
-    import torch
-
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated, empty, random bytes, not a zip: torch raises many kinds
-        raise RunFileError(f"{path}: unreadable checkpoint ({exc.__class__.__name__}: "
-                           f"{' '.join(str(exc).split())[:80]})") from exc
-    run = ckpt.get("dropreg") if isinstance(ckpt, dict) else None
-    if not isinstance(run, dict) or run.get("format") != CHECKPOINT_FORMAT or not isinstance(run.get("config"), dict) \
-            or not isinstance(run.get("update"), int) or not isinstance(ckpt.get("state_dict"), dict):
-        raise RunFileError(f"{path}: not a dropreg run checkpoint (format {CHECKPOINT_FORMAT})")
-    problem = _checkpoint_problem(ckpt)
-    if problem:
-        raise RunFileError(f"{path}: {problem}")
-    return ckpt
-
-
-def expected_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
-    """The parameters a run of `config` has, as a pack of one (`net.layers.<i>.weight|bias`)."""
-    widths = [config["dataset"]["input_dim"], *config["model"]["hidden"], config["dataset"]["num_classes"]]
-    shapes: dict[str, tuple[int, ...]] = {}
-    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
-        shapes[f"net.layers.{i}.weight"], shapes[f"net.layers.{i}.bias"] = (1, a, b), (1, b)
-    return shapes
-
-
-def _checkpoint_problem(ckpt: dict[str, Any]) -> Optional[str]:
-    """What makes a checkpoint unusable for its own config: tensors of other names or shapes than
-    its net has (weights and momentum), an update outside its budget, rows that do not end there."""
-    run = ckpt["dropreg"]
-    config = run["config"]
-    try:
-        shapes, budget = expected_shapes(config), int(config["optim"]["max_updates"])
-    except (KeyError, TypeError, ValueError):
-        return "its config lacks the model, dataset or budget a run has"
-    for what, tensors in (("weights", ckpt["state_dict"]), ("momentum", run.get("momentum") or {})):
-        if not isinstance(tensors, dict):
-            return f"its {what} are not a mapping of tensors"
-        found = {k: tuple(getattr(v, "shape", ())) for k, v in tensors.items()}
-        if what == "weights" and set(found) != set(shapes):
-            return f"its {what} are {sorted(found)}, a {len(shapes) // 2}-layer net has {sorted(shapes)}"
-        wrong = [f"{k} {found[k]}" for k in found if k in shapes and found[k] != shapes[k]]
-        if wrong or set(found) - set(shapes):
-            first = wrong[0] if wrong else sorted(set(found) - set(shapes))[0]
-            return f"its {what} do not fit the config's net ({first}, expected {shapes.get(first.split()[0], 'none')})"
-    if not 0 <= run["update"] <= budget:
-        return f"update {run['update']} is outside the run's budget 0-{budget}"
-    rows = run.get("rows")
-    if not isinstance(rows, list) or (rows and (not isinstance(rows[-1], dict) or rows[-1].get("update") != run["update"])):
-        return f"its metrics rows do not end at its update {run['update']}"
-    return None
-
-
-_SUMMARY_REMEDY = "delete it and rerun (the pipeline restores an ended run's summary from its checkpoint)"
-
-
-def load_summary(path: Path) -> dict[str, Any]:
-    """A run summary; RunFileError naming the file if it is unreadable or incomplete."""
-    try:
-        summary = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RunFileError(f"{path}: not a readable run summary ({exc.__class__.__name__}); {_SUMMARY_REMEDY}") from exc
-    if not isinstance(summary, dict):
-        raise RunFileError(f"{path}: a run summary is a JSON object, this is a {type(summary).__name__}; "
-                           f"{_SUMMARY_REMEDY}")
-    missing = [k for k in ("run_id", "status", "test_error", "updates", "config") if k not in summary]
-    if missing:
-        raise RunFileError(f"{path}: not a complete run summary (lacks {', '.join(missing)}); {_SUMMARY_REMEDY}")
-    problem = _summary_problem(summary)
-    if problem:
-        raise RunFileError(f"{path}: {problem}; {_SUMMARY_REMEDY}")
-    return summary
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
-
-
-# every field a summary's readers compute with: (type check, allowed values in words); None is allowed
-# for the optional ones (no validation split, no evaluation yet, a run that did not diverge)
-_PERCENT = (lambda v: _is_number(v) and 0 <= v <= 100, "a number 0-100")
-_SUMMARY_FIELDS: dict[str, tuple[Callable[[Any], bool], str, bool]] = {
-    "run_id": (lambda v: isinstance(v, str) and bool(v), "a run id", False),
-    "status": (lambda v: v in STATUSES, f"one of {', '.join(STATUSES)}", False),
-    "config": (lambda v: isinstance(v, dict), "a config mapping", False),
-    "updates": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0, "an integer >= 0", False),
-    "test_error": (*_PERCENT, False),
-    "best_val_error": (*_PERCENT, True),
-    "final_val_error": (*_PERCENT, True),
-    "final_train_error": (*_PERCENT, True),
-    "largest_val_rise": (*_PERCENT, True),
-    "best_val_update": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0", True),
-    "diverged_at_update": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0", True),
-    "wall_seconds": (lambda v: _is_number(v) and v >= 0, "a number >= 0", True),
-    "pack_size": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1", True),
-    "regularizer_activity": (lambda v: isinstance(v, dict) and all(_is_number(x) or x is None for x in v.values()),
-                             "a mapping of numbers", True),
-}
-
-
-def _summary_problem(summary: dict[str, Any]) -> Optional[str]:
-    for key, (ok, allowed, optional) in _SUMMARY_FIELDS.items():
-        if key not in summary or (optional and summary[key] is None):
-            continue
-        if not ok(summary[key]):
-            return f"{key} is {summary[key]!r}, not {allowed}"
-    if summary["status"] == "diverged" and summary.get("diverged_at_update") is None:
-        return "status diverged without diverged_at_update"
-    return None
-
-
 def load_metrics(run_dir: str | Path, notify: Callable[[str], None]):
     """A run's metrics as a DataFrame: its metrics.csv when that is its checkpoint's record, else the
     record itself, said in one line through `notify` (the next training run rewrites the file)."""
@@ -175,7 +56,7 @@ def load_metrics(run_dir: str | Path, notify: Callable[[str], None]):
         except (OSError, UnicodeDecodeError, ValueError) as exc:
             raise RunFileError(f"{path}: unreadable ({exc.__class__.__name__}) and no last.ckpt to restore it "
                                "from; delete the run dir and rerun") from exc
-    rows = load_checkpoint(ckpt)["dropreg"]["rows"]
+    rows = Checkpoint.load(ckpt).rows
     problem = metrics_problem(path, rows) if path.exists() else "missing"
     if problem:
         notify(f"{path}: {problem}; using the record in last.ckpt instead (training rewrites the file)")
@@ -262,12 +143,12 @@ class RunDir:
         self._lock.release()
 
     # ------------------------------------------------------------------ what is there
-    def inspect(self) -> tuple[str, Optional[dict[str, Any]]]:
-        """("finished", summary) | ("resume", checkpoint) | ("fresh", None), after setting aside
+    def inspect(self) -> tuple[str, Any]:
+        """("finished", summary) | ("resume", Checkpoint) | ("fresh", None), after setting aside
         whatever cannot be used (see the module docstring). Call with the lock held."""
         for tmp in stale_temporaries(self.path):  # left by a killed writer
             tmp.unlink(missing_ok=True)
-        ckpt, ckpt_problem = self._read(CHECKPOINT_FILE, load_checkpoint)
+        ckpt, ckpt_problem = self._read(CHECKPOINT_FILE, Checkpoint.load)
         summary, summary_problem = self._read(SUMMARY_FILE, load_summary)
         if ckpt_problem:
             self._set_aside(CHECKPOINT_FILE, ckpt_problem, with_results=summary is not None)
@@ -279,7 +160,7 @@ class RunDir:
             self._set_aside(SUMMARY_FILE, foreign)
             summary = None
         if ckpt is not None:
-            stored, stored_md5 = ckpt["dropreg"]["config"], ckpt["dropreg"].get("dataset_md5")
+            stored, stored_md5 = ckpt.config, ckpt.dataset_md5
         elif summary is not None:
             stored, stored_md5 = summary["config"], summary.get("dataset_md5")
         else:
@@ -290,11 +171,11 @@ class RunDir:
                 self._replace(reason, ckpt)
                 return "fresh", None
         if ckpt is not None:
-            final = ckpt["dropreg"].get("summary")
+            final = ckpt.summary
             if final:
                 # (an unfinished run's metrics.csv may be one row ahead of its checkpoint after a kill
                 # between the two writes; training rewrites it from the checkpoint at its next evaluation)
-                self._check_metrics(ckpt["dropreg"]["rows"])
+                self._check_metrics(ckpt.rows)
                 if summary != final:
                     write_json(self.path / SUMMARY_FILE, final)
                 return "finished", final
@@ -314,7 +195,7 @@ class RunDir:
         if rows and (problem or not path.exists()):
             self.write_metrics(rows)
 
-    def _read(self, name: str, loader) -> tuple[Optional[dict[str, Any]], Optional[str]]:
+    def _read(self, name: str, loader) -> tuple[Any, Optional[str]]:
         """(content, None), (None, what is wrong with it) or (None, None) when there is no such file."""
         path = self.path / name
         if not path.exists():
@@ -358,7 +239,7 @@ class RunDir:
         self.notify(f"{src}: {reason}; set aside as {dst.name}, with the summary and metrics measured on its "
                     "model: the run is trained again")
 
-    def _replace(self, reason: str, ckpt: Optional[dict[str, Any]]) -> None:
+    def _replace(self, reason: str, ckpt: Optional[Checkpoint]) -> None:
         """Move the other run this dir holds into replaced/<time>/, with its summary."""
         dest = self.path / REPLACED_DIR / _now()
         n = 1
@@ -369,7 +250,7 @@ class RunDir:
         for entry in self.path.iterdir():
             if entry.name not in (LOCK_FILE, REPLACED_DIR):
                 shutil.move(str(entry), str(dest / entry.name))
-        final = (ckpt or {}).get("dropreg", {}).get("summary")
+        final = ckpt.summary if ckpt is not None else None
         if final and not (dest / SUMMARY_FILE).exists():  # Snakemake deletes a rerun job's outputs first
             write_json(dest / SUMMARY_FILE, final)
         write_text(dest / "REPLACED.txt", f"replaced on {_dt.datetime.now():%Y-%m-%d %H:%M:%S} by a run of another "
@@ -389,11 +270,8 @@ class RunDir:
         with atomic_path(self.path / METRICS_FILE) as tmp:
             pd.DataFrame(rows).to_csv(tmp, index=False)
 
-    def write_checkpoint(self, ckpt: dict[str, Any]) -> None:
-        import torch
-
-        with atomic_path(self.path / CHECKPOINT_FILE, durable=True) as tmp:
-            torch.save(ckpt, tmp)
+    def write_checkpoint(self, ckpt: Checkpoint) -> None:
+        ckpt.save(self.path / CHECKPOINT_FILE)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         write_json(self.path / SUMMARY_FILE, summary)

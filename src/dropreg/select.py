@@ -25,9 +25,10 @@ import pandas as pd
 import yaml
 
 from .atomic import DiskFull, atomic_path, write_text
-from .specs import SpecError, ended_runs
 from .naming import describe_values, hydra_value, short_key
-from .rundir import RunFileError
+from .runfiles import RunFileError
+from .specs import SpecError, ended_runs
+from .status import Status
 
 # a rise of the validation error this far above its lowest earlier value (percentage points) is a spike
 SPIKE_POINTS = 1.0
@@ -60,7 +61,7 @@ def select(results: pd.DataFrame, study: str) -> dict[str, Any]:
     for reg, runs in results.groupby("regularizer", sort=False):
         candidates = []
         for order, (candidate, seeds) in enumerate(runs.groupby("candidate", sort=False)):
-            ok = bool((seeds["status"] == "completed").all())
+            ok = bool((seeds["status"] == Status.COMPLETED.value).all())
             if ok and seeds["final_val_error"].isna().any():
                 raise SelectionError(f"study {study}: tuning runs of {reg} have no validation error (the dataset has "
                                      "no validation split to tune on)")

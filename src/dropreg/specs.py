@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 import yaml
 
-from .rundir import RunFileError
+from .runfiles import RunFileError
 
 
 class SpecError(ValueError):
@@ -58,7 +58,8 @@ def load_spec(path: str | Path) -> dict[str, Any]:
 def ended_runs(specs: list[str]) -> Iterator[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]]:
     """(spec, member, summary) of every run of the given pack specs, each summary read strictly and
     checked to be its run dir's own, for the config the spec says (RunFileError otherwise)."""
-    from .rundir import check_summary_belongs, load_summary
+    from .rundir import check_summary_belongs
+    from .runfiles import load_summary
 
     for spec_path in specs:
         spec = load_spec(spec_path)

@@ -18,7 +18,7 @@ import pandas as pd
 from .atomic import DiskFull, atomic_path
 from .specs import SpecError, ended_runs
 from .naming import describe_values
-from .rundir import RunFileError
+from .runfiles import RunFileError
 from .status import ENDED_BADLY
 from .tables import ACTIVITY_COLUMNS, RUN_COLUMNS
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from .config import CudaGraph, TrainConfig, check_packable, validate
+from .status import Status
 
 log = logging.getLogger("dropreg.train")
 
@@ -120,11 +121,11 @@ def _fit(dirs, settings: list[TrainConfig], resumed: dict[int, dict], datamodule
         use_graph = device.type == "cuda" and CudaGraph(t.cuda_graph) is not CudaGraph.off
         why_not = "trainer.cuda_graph=off" if CudaGraph(t.cuda_graph) is CudaGraph.off else f"training on {device.type}"
         module = PackedClassifier([d.config for d in dirs], use_cuda_graph=use_graph, graph_off_reason=why_not)
-        module.model.resume({k: {"update": c["dropreg"]["update"], "state_dict": c["state_dict"],
-                                 "momentum": c["dropreg"].get("momentum", {})} for k, c in resumed.items()})
+        module.model.resume({k: {"update": c.update, "state_dict": c.state_dict, "momentum": c.momentum}
+                             for k, c in resumed.items()})
         for d in dirs:
             d.write_config()
-        starts = sorted({c["dropreg"]["update"] for c in resumed.values()})
+        starts = sorted({c.update for c in resumed.values()})
         log.info(f"training {len(dirs)} run{'s' if len(dirs) > 1 else ''} as one pack on {device}"
                  f"{' (CUDA graph)' if use_graph else ''}: {', '.join(d.run_id for d in dirs)}"
                  f"{f'; resuming from update {starts}' if starts else ''}")
@@ -172,9 +173,9 @@ def _one_line_errors() -> tuple[type[BaseException], ...]:
 
 
 def _result_line(run_dir: str, summary: dict[str, Any]) -> str:
-    if summary["status"] == "diverged":
+    if summary["status"] == Status.DIVERGED:
         return f"dropreg.train: {run_dir}: diverged at update {summary['diverged_at_update']}"
-    note = " (failed to learn: chance level)" if summary["status"] == "failed_to_learn" else ""
+    note = " (failed to learn: chance level)" if summary["status"] == Status.FAILED_TO_LEARN else ""
     return (f"dropreg.train: {run_dir}: test error {summary['test_error']:.2f}% after {summary['updates']} updates "
             f"({summary['wall_seconds']:.1f} s, {summary['device']}){note}")
 
