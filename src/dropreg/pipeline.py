@@ -177,7 +177,7 @@ def _expand(pipe: Pipeline, name: str, study: dict[str, Any], late: list[str], s
                    (f"studies.{name}.regularizer_overrides.{reg}", study.get("regularizer_overrides", {}).get(reg, []))]
         base = [*common, f"regularizer={reg}", f"trainer={pipe.config.get('trainer', 'default')}",
                 *(o for _, src in sources for o in src)]
-        for variant, extra, seeds, sweep, candidate in _variants(name, study, reg, stage):
+        for variant, extra, seeds, sweep, candidate, where in _variants(name, study, reg, stage):
             for seed in seeds:
                 parts = [reg, *variant, f"seed{seed}"]
                 run_id = "-".join(parts)
@@ -188,9 +188,8 @@ def _expand(pipe: Pipeline, name: str, study: dict[str, Any], late: list[str], s
                 try:
                     config = pipe._resolve([*overrides, *late])
                 except Exception as exc:  # composition and validation errors: one line, located
-                    raise PipelineConfigError(_locate(exc, pipe.source, name, reg, run_id,
-                                                      sources + _variant_sources(name, study, reg, stage)
-                                                      + [("--config overrides", late)])) from exc
+                    raise PipelineConfigError(_locate(exc, pipe.source, name, run_id,
+                                                      [*sources, *where, ("--config overrides", late)])) from exc
                 identity = json.dumps(run_identity(config), sort_keys=True)
                 if identity in identities:  # e.g. sweep values 1 and 1.0: two names, one run
                     raise PipelineConfigError(
@@ -204,38 +203,30 @@ def _expand(pipe: Pipeline, name: str, study: dict[str, Any], late: list[str], s
 
 
 def _variants(name: str, study: dict[str, Any], reg: str, stage: str):
-    """(run id parts, overrides, seeds, sweep point, tuning candidate) of each variant of a regularizer."""
+    """(run id parts, overrides, seeds, sweep point, tuning candidate, where each override comes from
+    in the preset) of each variant of a regularizer."""
     if stage == FINAL:
-        axes = [a for a in study.get("sweep", []) if reg in a.get("regularizers", study["regularizers"])]
-        for point in itertools.product(*(a["values"] for a in axes)):
-            parts = [f"{a['name']}{id_value(v)}" for a, v in zip(axes, point)]
-            extra = [f"{a['key'].format(regularizer=reg)}={hydra_value(v)}" for a, v in zip(axes, point)]
-            yield parts, extra, study["seeds"], {a["name"]: v for a, v in zip(axes, point)}, {}
+        axes = [(i, a) for i, a in enumerate(study.get("sweep", [])) if reg in a.get("regularizers", study["regularizers"])]
+        for point in itertools.product(*(a["values"] for _, a in axes)):
+            parts = [f"{a['name']}{id_value(v)}" for (_, a), v in zip(axes, point)]
+            extra = [f"{a['key'].format(regularizer=reg)}={hydra_value(v)}" for (_, a), v in zip(axes, point)]
+            where = [(f"studies.{name}.sweep[{i}]", [o]) for (i, _), o in zip(axes, extra)]
+            yield parts, extra, study["seeds"], {a["name"]: v for (_, a), v in zip(axes, point)}, {}, where
         return
     tune = study["tune"]
     grid = {**tune["grid"].get("all", {}), **tune["grid"].get(reg, {})}
+    group = {k: reg if k in tune["grid"].get(reg, {}) else "all" for k in grid}
     fixed = [*tune.get("overrides", []), "dataset.use_validation=true", f"optim.max_updates={tune['updates']}"]
     for values in itertools.product(*grid.values()):
         candidate = dict(zip(grid, values))
         parts = [f"{short_key(k)}{id_value(v)}" for k, v in candidate.items()]
-        yield parts, [*fixed, *(f"{k}={hydra_value(v)}" for k, v in candidate.items())], tune["seeds"], {}, candidate
+        picked = {k: f"{k}={hydra_value(v)}" for k, v in candidate.items()}
+        where = [(f"studies.{name}.tune.overrides", tune.get("overrides", [])),
+                 *((f"studies.{name}.tune.grid.{group[k]}.{k}", [o]) for k, o in picked.items())]
+        yield parts, [*fixed, *picked.values()], tune["seeds"], {}, candidate, where
 
 
-def _variant_sources(name: str, study: dict[str, Any], reg: str, stage: str) -> list[tuple[str, list[str]]]:
-    if stage == FINAL:
-        return [(f"studies.{name}.sweep[{i}]", [f"{a['key'].format(regularizer=reg)}={hydra_value(v)}"
-                                                for v in a["values"]])
-                for i, a in enumerate(study.get("sweep", []))]
-    tune = study["tune"]
-    out = [(f"studies.{name}.tune.overrides", tune.get("overrides", []))]
-    for group in ("all", reg):
-        for key, values in tune["grid"].get(group, {}).items():
-            out.append((f"studies.{name}.tune.grid.{group}.{key}", [f"{key}={hydra_value(v)}" for v in values]))
-    return out
-
-
-def _locate(exc: Exception, source: str, study: str, reg: str, run_id: str,
-            sources: list[tuple[str, list[str]]]) -> str:
+def _locate(exc: Exception, source: str, study: str, run_id: str, sources: list[tuple[str, list[str]]]) -> str:
     """`<file>: <where in the preset>: <key>: <what is wrong>` for a run that does not compose."""
     message = one_line(exc)
     key = message.split(":", 1)[0].split("=", 1)[0].strip()
