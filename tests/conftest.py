@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dropreg.config import Composer, as_container, settings_of
+from dropreg.compose import Composer, settings_of
+from dropreg.schema import as_container
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from dropreg.config import ConfigError, compose, conf_dir, one_line, validate
+from dropreg.compose import compose, conf_dir
+from dropreg.errors import ConfigError, one_line
+from dropreg.schema import validate
 
 # every Hydra config group of conf/train.yaml
 GROUP_FILES = sorted((g.name, f.stem) for g in conf_dir().iterdir() if g.is_dir() for f in g.glob("*.yaml"))
@@ -21,7 +23,7 @@ def test_every_group_has_files():
 
 @pytest.mark.parametrize("group, option", GROUP_FILES, ids=[f"{g}/{o}" for g, o in GROUP_FILES])
 def test_option_composes_and_instantiates(group, option, data_dir):
-    from dropreg.config import as_container
+    from dropreg.schema import as_container
     from dropreg.data.datamodule import PreparedDataModule
     from dropreg.module import PackedClassifier
 
@@ -122,7 +124,8 @@ def test_the_fast_composer_gives_what_hydras_compose_gives():
     and value overrides it equals a full Hydra compose of the same overrides."""
     import itertools
 
-    from dropreg.config import Composer, as_container, settings_of, without_hydra_typed
+    from dropreg.compose import Composer, settings_of, without_hydra_typed
+    from dropreg.schema import as_container
 
     composer = Composer()
     groups = [["regularizer=none", "regularizer=dropout_max_norm", "regularizer=l2_l1_late"],

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from dropreg.config import DatasetConfig, Normalization
+from dropreg.schema import DatasetConfig, Normalization
 from dropreg.batches import MemberBatches, PackBatches, epoch_permutation
 from dropreg.data.datamodule import PreparedDataModule, normalize
 from dropreg.data.embedded import prepare_mnist5k
@@ -80,11 +80,11 @@ def test_pack_batches_are_each_members_own():
 
 
 def test_datamodule_merges_validation_and_checks_subsets(data_dir):
-    from dropreg.config import TrainConfig
+    from dropreg.schema import TrainConfig
 
     def run(**dataset) -> TrainConfig:
         from conftest import resolved
-        from dropreg.config import validate
+        from dropreg.schema import validate
 
         return validate(resolved(f"dataset.data_dir={data_dir}", *(f"dataset.{k}={v}" for k, v in dataset.items())))
 

@@ -120,7 +120,7 @@ def test_size_is_checked_when_no_md5_is_known(http_server, tmp_path):
 
 
 def test_local_dir_and_mirror_come_from_environment(monkeypatch):
-    from dropreg.config import load_data_config
+    from dropreg.data.config import load_data_config
 
     monkeypatch.delenv("DROPREG_LOCAL_DATA", raising=False)
     monkeypatch.delenv("DROPREG_MIRROR", raising=False)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from dropreg.config import Activation, L2Form
+from dropreg.schema import Activation, L2Form
 from dropreg.net import PackedLinear
 from dropreg.optim import PackedSGD
 from dropreg.regularizers import Regularizers, column_norms

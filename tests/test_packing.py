@@ -12,7 +12,7 @@ import torch
 
 from conftest import FAST
 from dropreg.bench import bench_overrides, plain_loop
-from dropreg.config import PackError
+from dropreg.identity import PackError
 from dropreg.train import train, train_pack
 from test_training import InterruptAfter, Interrupted
 

@@ -77,7 +77,7 @@ def test_run_ids_packs_and_overrides_are_predictable(paper):
 
 
 def test_every_pack_holds_runs_that_can_share_one(paper, demo):
-    from dropreg.config import check_packable
+    from dropreg.identity import check_packable
 
     for pipe in (paper, demo):
         for pack in pipe.packs:

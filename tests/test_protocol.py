@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, SHARED_DATA, resolved
-from dropreg.config import pack_key, run_identity
+from dropreg.identity import pack_key, run_identity
 from dropreg.train import train_pack
 
 PRESETS = ["paper", "quick", "demo"]

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from dropreg.config import Activation, DropoutConfig, L2Form, RegularizerConfig
+from dropreg.schema import Activation, DropoutConfig, L2Form, RegularizerConfig
 from dropreg.dropout import PackedDropout
 from dropreg.net import PackedMLP
 from dropreg.regularizers import Regularizers, pack_order

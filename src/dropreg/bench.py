@@ -40,7 +40,8 @@ from torch import nn
 
 from . import roofline
 from .batches import MemberBatches
-from .config import Composer, as_container, conf_dir, settings_of
+from .compose import Composer, conf_dir, settings_of
+from .schema import as_container
 from .cpu_memory import keep_freed_memory
 from .data.datamodule import PreparedDataModule
 from .net import init_weight_

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import DropoutConfig
+from .schema import DropoutConfig
 from .regularizers import Slots
 
 _DROPOUT_STREAM = 0x64726F70  # "drop": keeps the mask seeds apart from other uses of the run's seed

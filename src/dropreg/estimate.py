@@ -28,7 +28,7 @@ def _members_key(pack) -> str:
 
 
 def _reg(config: dict):
-    from .config import validate
+    from .schema import validate
 
     return validate(config).regularizer
 

@@ -25,7 +25,7 @@ def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, A
     the option's file; `key=value` sets one key (parsed as Hydra parses it)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from .config import CONFIG_GROUPS, Composer
+    from .compose import CONFIG_GROUPS, Composer
 
     cfg = OmegaConf.create(config)
     compose = Composer()
@@ -40,7 +40,8 @@ def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, A
 def evaluate(checkpoint: Path, overrides: list[str]) -> dict[str, Any]:
     import torch
 
-    from .config import as_container, first_difference, validate
+    from .identity import first_difference
+    from .schema import as_container, validate
     from .data.datamodule import PreparedDataModule
     from .module import PackedClassifier
     from .runfiles import Checkpoint, RunFileError
@@ -85,7 +86,7 @@ def evaluate(checkpoint: Path, overrides: list[str]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     from .atomic import write_json
-    from .config import one_line
+    from .errors import one_line
     from .runfiles import CHECKPOINT_FILE, RunFileError
     from .train import _one_line_errors
 

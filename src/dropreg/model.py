@@ -20,7 +20,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from .config import TrainConfig
+from .schema import TrainConfig
 from .dropout import PackedDropout
 from .net import PackedMLP
 from .optim import PackedSGD

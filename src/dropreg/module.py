@@ -19,7 +19,7 @@ import pytorch_lightning as pl
 import torch
 
 from .batches import PackBatches
-from .config import validate
+from .schema import validate
 from .model import Evaluation, PackModel
 from .update import PackUpdate
 

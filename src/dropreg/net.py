@@ -20,7 +20,7 @@ import math
 import torch
 from torch import nn
 
-from .config import Activation, Init, ModelConfig
+from .schema import Activation, Init, ModelConfig
 
 _ACTIVATIONS = {Activation.relu: torch.relu, Activation.logistic: torch.sigmoid}
 

@@ -19,7 +19,7 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .config import one_line
+    from .errors import one_line
     from .runfiles import RunFileError
     from .specs import SpecError, load_spec
     from .train import _one_line_errors, train_pack

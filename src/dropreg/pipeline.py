@@ -23,7 +23,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from .config import Composer, as_container, one_line, pack_key, run_identity, settings_of
+from .compose import Composer, settings_of
+from .errors import one_line
+from .identity import pack_key, run_identity
+from .schema import as_container
 from .figure_kinds import FIGURE_KINDS
 from .layout import FINAL, TUNE, Layout
 from .naming import hydra_value, id_value, short_key

@@ -11,7 +11,9 @@ from typing import Any
 
 import yaml
 
-from .config import MEMBER_KEYS, conf_dir, exception_chain
+from .compose import conf_dir
+from .errors import exception_chain
+from .identity import MEMBER_KEYS
 from .figure_kinds import FIGURE_KINDS, LISTABLE
 
 # what tuning may search: the keys in which runs of one pack may differ, but their seed and data

@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 import pytorch_lightning as pl
 
-from .config import TrainConfig
+from .schema import TrainConfig
 from .model import RETIRED, Evaluation
 from .module import PackedClassifier
 from .rundir import RunDir

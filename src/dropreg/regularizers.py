@@ -36,7 +36,7 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from .config import Activation, L2Form, RegularizerConfig
+from .schema import Activation, L2Form, RegularizerConfig
 from .net import PackedMLP
 
 _EPS = 1e-6

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from .atomic import atomic_path, stale_temporaries, write_json, write_text
-from .config import first_difference, run_identity
+from .identity import first_difference, run_identity
 from .locks import FileLock
 from .runfiles import (CHECKPOINT_FILE, CONFIG_FILE, METRICS_FILE, SUMMARY_FILE, Checkpoint, RunFileError,
                        load_summary)

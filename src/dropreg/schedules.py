@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from .config import LRSchedule, MomentumSchedule, OptimConfig
+from .schema import LRSchedule, MomentumSchedule, OptimConfig
 
 
 def lr_factor(cfg: OptimConfig, t: int) -> float:

@@ -9,7 +9,7 @@ import time
 import torch
 
 from .batches import PackBatches
-from .config import validate
+from .schema import validate
 from .data.datamodule import PreparedDataModule
 
 

@@ -16,7 +16,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-from .config import CudaGraph, TrainConfig, check_packable, validate
+from .identity import check_packable
+from .schema import CudaGraph, TrainConfig, validate
 from .status import Status
 
 log = logging.getLogger("dropreg.train")
@@ -165,7 +166,7 @@ def _one_line_errors() -> tuple[type[BaseException], ...]:
     from omegaconf.errors import OmegaConfBaseException
 
     from .atomic import DiskFull
-    from .config import ConfigError
+    from .errors import ConfigError
     from .data.prepared import PreparedDataError
     from .locks import Busy
 
@@ -184,7 +185,9 @@ def _task(cfg) -> None:
     """Hydra's task: one run in Hydra's output dir (hydra.run.dir, or the sweep's subdir under -m)."""
     from hydra.core.hydra_config import HydraConfig
 
-    from .config import as_container, one_line, settings_of
+    from .compose import settings_of
+    from .errors import one_line
+    from .schema import as_container
 
     run_dir = HydraConfig.get().runtime.output_dir
     try:
@@ -201,7 +204,9 @@ def cli(argv: Optional[list[str]] = None) -> int:
     (exit 2) before any run begins or any directory is made."""
     import hydra
 
-    from .config import Composer, conf_dir, one_line, register_schema, settings_of
+    from .compose import Composer, conf_dir, settings_of
+    from .errors import one_line
+    from .schema import register_schema
 
     argv = list(sys.argv[1:] if argv is None else argv)
     flags = [a for a in argv if a.startswith("-")]

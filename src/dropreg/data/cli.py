@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from ..config import ConfigError, load_data_config, one_line
+    from .config import load_data_config
+    from ..errors import ConfigError, one_line
     from .download import DownloadError
     from .idx import IdxError
     from .prepared import PreparedDataError, manifest_path

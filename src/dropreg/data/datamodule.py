@@ -15,7 +15,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from ..config import DatasetConfig, Normalization, TrainConfig
+from ..schema import DatasetConfig, Normalization, TrainConfig
 from .embedded import EMBEDDED
 from .prepared import PreparedDataError, load_manifest, load_prepared, manifest_path
 

@@ -25,6 +25,7 @@ from typing import Any, Callable, Optional
 
 from .. import __version__
 from ..atomic import atomic_path
+from ..schema import non_negative, positive
 from .prepared import md5sum
 
 _CHUNK = 1 << 16
@@ -47,11 +48,13 @@ class RemoteFile:
 
 @dataclass
 class DownloadOptions:
+    """How to fetch: also the `download` group of conf/data.yaml (ranges checked when composed)."""
+
     local_dir: Optional[str] = None  # look here first: <local_dir>/<dataset>/<name> or <local_dir>/<name>
     mirror: Optional[str] = None  # a site mirror tried before the official ones: <mirror>/<dataset>/<name>
-    retries: int = 3  # extra attempts per URL after a transient failure
-    backoff_s: float = 1.0  # wait backoff_s * 2**attempt between attempts
-    timeout_s: float = 60.0
+    retries: int = non_negative(3)  # extra attempts per URL after a transient failure
+    backoff_s: float = non_negative(1.0)  # wait backoff_s * 2**attempt between attempts
+    timeout_s: float = positive(60.0)
     progress: bool = True
 
 

@@ -3,32 +3,20 @@
 Hydra/OmegaConf check key names and types while composing (an unknown key or a wrong enum value
 fails there); `validate` then checks every value against the range declared in its field's metadata,
 so a bad value fails before any training with one line naming the key, the value and what is allowed.
-
-Two views of a run's config matter beyond validation:
-- its *identity* (`run_identity`): what decides its results. Operational keys (threads, logger, where
-  the prepared data lives) are left out, and a key missing from an older stored config counts as its
-  schema default, so adding a key with a neutral default does not invalidate finished runs;
-- its *pack key* (`pack_key`): what runs must share to train together as one batched network
-  (dataset, architecture, batch size, budget, trainer). Seeds, initialization, regularizer settings,
-  learning-rate and momentum schedules and the training subset may differ within a pack.
+`validate` is the one way in (a composed config, a dict or dataclasses -> checked dataclasses) and
+`as_container` the one way out (dataclasses -> the plain dict specs, checkpoints and summaries hold).
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import os
 from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
 from typing import Any, Callable, Optional
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-
-class ConfigError(ValueError):
-    """A configuration value outside its allowed range (message: key, value, what is allowed)."""
-
+from .errors import ConfigError
 
 # ----------------------------------------------------------------------------- range declarations
 def _spec(default: Any, check: Callable[[Any], bool], allowed: str, **kw: Any) -> Any:
@@ -234,7 +222,7 @@ def validate(cfg: DictConfig | TrainConfig | dict) -> TrainConfig:
         obj = _typed(OmegaConf.create(cfg), TrainConfig)
     else:
         obj = _typed(cfg, TrainConfig)
-    _check_node(obj, prefix="")
+    check_ranges(obj, prefix="")
     if obj.regularizer.l1.start_fraction > 0 and obj.regularizer.l1.weight == 0:
         raise ConfigError(
             f"regularizer.l1.start_fraction={obj.regularizer.l1.start_fraction}: needs "
@@ -247,12 +235,13 @@ def _typed(cfg: DictConfig, schema: type) -> Any:
     return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), without_hydra(cfg)))
 
 
-def _check_node(node: Any, prefix: str) -> None:
+def check_ranges(node: Any, prefix: str = "") -> None:
+    """ConfigError for the first field (depth first) outside the range its metadata declares."""
     for f in dataclasses.fields(node):
         value = getattr(node, f.name)
         key = f"{prefix}{f.name}"
         if dataclasses.is_dataclass(value):
-            _check_node(value, prefix=f"{key}.")
+            check_ranges(value, prefix=f"{key}.")
         elif "check" in f.metadata:
             try:
                 ok = f.metadata["check"](value)
@@ -267,143 +256,8 @@ def as_container(settings: TrainConfig) -> dict[str, Any]:
     return OmegaConf.to_container(OmegaConf.structured(settings), enum_to_str=True)
 
 
-# ----------------------------------------------------------------------------- identity and packs
-# keys that change how a run executes, not what it computes
-OPERATIONAL_KEYS = ("trainer.threads", "dataset.data_dir", "logger")
-# keys in which the members of one pack may differ; every other key must be equal across a pack
-MEMBER_KEYS = ("seed", "model.name", "model.init", "model.init_std", "regularizer", "optim.name", "optim.lr",
-               "optim.lr_schedule", "optim.lr_decay_updates", "optim.momentum", "optim.momentum_schedule",
-               "optim.final_momentum", "optim.momentum_ramp_updates", "dataset.train_subset")
-
-
-def _without(config: dict, dotted_keys: tuple[str, ...]) -> dict:
-    out = copy.deepcopy(config)
-    for dotted in dotted_keys:
-        *parents, last = dotted.split(".")
-        node = out
-        for p in parents:
-            node = node.get(p, {})
-        node.pop(last, None)
-    return out
-
-
 GROUP_SCHEMAS = {"dataset": DatasetConfig, "model": ModelConfig, "regularizer": RegularizerConfig,
                  "optim": OptimConfig, "trainer": TrainerConfig, "logger": LoggerConfig}
-
-
-def with_defaults(config: dict) -> dict:
-    """A stored config completed with the schema's defaults for keys it lacks (older versions)."""
-    def fill(node: Any, defaults: Any) -> Any:
-        if not (isinstance(node, dict) and isinstance(defaults, dict)):
-            return node
-        missing = {k: v for k, v in defaults.items() if k not in node and v != "???"}
-        return {**missing, **{k: fill(v, defaults.get(k)) for k, v in node.items()}}
-
-    defaults = {"seed": 0, **{g: OmegaConf.to_container(OmegaConf.structured(cls), enum_to_str=True)
-                              for g, cls in GROUP_SCHEMAS.items()}}
-    return fill(config, defaults)
-
-
-def run_identity(config: dict) -> dict:
-    """What decides a run's results: its config without operational keys, defaults filled in."""
-    return _without(with_defaults(config), OPERATIONAL_KEYS)
-
-
-def pack_key(config: dict) -> dict:
-    """What the runs of one pack must share (see the module docstring)."""
-    return _without(config, MEMBER_KEYS)
-
-
-def first_difference(a: Any, b: Any, prefix: str = "", there: str = "there", now: str = "now") -> Optional[str]:
-    """`key: A there, B now` for the first difference between two nested dicts (None when equal)."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        for key in list(a) + [k for k in b if k not in a]:
-            found = first_difference(a.get(key), b.get(key), f"{prefix}{key}.", there, now)
-            if found:
-                return found
-        return None
-    return None if a == b else f"{prefix[:-1]}: {a!r} {there}, {b!r} {now}"
-
-
-class PackError(ConfigError):
-    """Runs that cannot train together as one pack (message: the two runs and the key they differ in)."""
-
-
-def check_packable(configs: list[dict], names: list[str]) -> None:
-    """Every run must share the first one's pack key."""
-    ref = pack_key(configs[0])
-    for config, name in zip(configs[1:], names[1:]):
-        diff = first_difference(ref, pack_key(config), there=f"in {names[0]}", now=f"in {name}")
-        if diff:
-            raise PackError(f"runs that differ in more than seed, init, regularizer, lr and momentum schedule "
-                            f"and training subset cannot share a pack: {diff}")
-
-
-# ----------------------------------------------------------------------------- composition
-def conf_dir() -> Path:
-    """The Hydra config directory: $DROPREG_CONF, else conf/ at the repository root."""
-    env = os.environ.get("DROPREG_CONF")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "conf"
-
-
-CONFIG_GROUPS = tuple(GROUP_SCHEMAS)
-
-
-def compose(overrides: list[str], config_name: str = "train") -> DictConfig:
-    """Compose conf/<config_name>.yaml with Hydra overrides; includes the `hydra` node (run dir)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    register_schema()
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        return hydra_compose(config_name=config_name, overrides=list(overrides),
-                             return_hydra_config=True)
-
-
-class Composer:
-    """Composes many runs quickly, with Hydra's semantics.
-
-    Hydra's compose takes ~0.2 s per call here, too slow for the hundreds of runs a preset expands
-    to. Each distinct choice of config-group options (`regularizer=l2 optim=paper ...`) is composed
-    by Hydra once; the `key=value` overrides are then parsed by Hydra's own override parser and
-    applied exactly as Hydra applies them (`OmegaConf.update(cfg, key, value, merge=True)`). Any
-    other kind of override (`+key`, `~key`, sweeps) goes through a full Hydra compose.
-    """
-
-    def __init__(self) -> None:
-        self._bases: dict[tuple[str, ...], DictConfig] = {}
-
-    def __call__(self, overrides: list[str]) -> DictConfig:
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-        from hydra.core.override_parser.types import OverrideType
-
-        parsed = OverridesParser.create().parse_overrides(list(overrides))
-        groups, values = [], []
-        for o in parsed:
-            key = o.key_or_group
-            if o.type is not OverrideType.CHANGE or o.is_sweep_override() or o.package is not None \
-                    or key.startswith("hydra"):
-                return without_hydra_typed(compose(overrides))
-            (groups if key in CONFIG_GROUPS else values).append(o)
-        selection = tuple(o.input_line for o in groups)
-        if selection not in self._bases:
-            self._bases[selection] = without_hydra_typed(compose(list(selection)))
-        cfg = copy.deepcopy(self._bases[selection])
-        for o in values:
-            OmegaConf.update(cfg, o.key_or_group, o.value(), merge=True)
-        return cfg
-
-
-def without_hydra_typed(cfg: DictConfig) -> DictConfig:
-    """The composed config without Hydra's node, still typed by the schema (for fast validation)."""
-    return OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
-
-
-def settings_of(cfg: DictConfig) -> TrainConfig:
-    """A typed composed config (Composer output) as validated dataclasses."""
-    obj = TrainConfig(**{k: OmegaConf.to_object(cfg[k]) if OmegaConf.is_config(cfg[k]) else cfg[k]
-                         for k in cfg})
-    return validate(obj)
 
 
 def without_hydra(cfg: DictConfig) -> DictConfig:
@@ -411,71 +265,3 @@ def without_hydra(cfg: DictConfig) -> DictConfig:
     plain = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
     container = OmegaConf.to_container(plain, resolve=True, enum_to_str=True)
     return OmegaConf.create(container)
-
-
-def exception_chain(exc: BaseException) -> list[Any]:
-    """The exception, its causes/contexts, and the arguments of each (libraries wrap the error that
-    names the culprit: Hydra an OmegaConf error, Snakemake a jsonschema error)."""
-    chain: list[Any] = []
-    seen: BaseException | None = exc
-    while seen is not None:
-        chain += [seen, *seen.args]
-        seen = seen.__cause__ or seen.__context__
-    return chain
-
-
-def one_line(exc: BaseException) -> str:
-    """A one-line description of a composition/validation error that names the offending key."""
-    from omegaconf.errors import OmegaConfBaseException
-
-    for e in exception_chain(exc):
-        if isinstance(e, OmegaConfBaseException) and getattr(e, "full_key", None):
-            msg = str(getattr(e, "msg", "") or e).splitlines()[0]
-            return f"{e.full_key}: {msg}"
-    # Hydra appends its search path to a missing group option; the first part names the culprit.
-    return " ".join(str(exc).split()).split(" Config search path:")[0]
-
-
-# ----------------------------------------------------------------------------- the data CLI (conf/data.yaml)
-@dataclass
-class DownloadConfig:
-    local_dir: Optional[str] = None  # pre-downloaded files: <local_dir>/<dataset>/<file> or <local_dir>/<file>
-    mirror: Optional[str] = None  # site mirror tried first: <mirror>/<dataset>/<file>
-    retries: int = non_negative(3)
-    backoff_s: float = non_negative(1.0)
-    timeout_s: float = positive(60.0)
-    progress: bool = True
-
-
-@dataclass
-class IdxSplitConfig:
-    val_size: int = non_negative(10_000)  # training images held out for validation
-    seed: int = non_negative(20140601)
-
-
-@dataclass
-class NotMNISTConfig:
-    train_size: int = positive(200_000)
-    val_size: int = positive(10_000)
-    test_size: int = positive(10_000)
-    seed: int = non_negative(133)
-
-
-@dataclass
-class DataConfig:
-    raw_dir: str = "data/raw"  # downloads: <raw_dir>/<dataset>/<file>
-    prepared_dir: str = "data/prepared"
-    download: DownloadConfig = field(default_factory=DownloadConfig)
-    mnist: IdxSplitConfig = field(default_factory=IdxSplitConfig)
-    fashion_mnist: IdxSplitConfig = field(default_factory=IdxSplitConfig)
-    notmnist: NotMNISTConfig = field(default_factory=NotMNISTConfig)
-
-
-def load_data_config(overrides: list[str]) -> DataConfig:
-    """Compose conf/data.yaml with overrides; validate ranges. Raises ConfigError / Hydra errors."""
-    from hydra.core.config_store import ConfigStore
-
-    ConfigStore.instance().store(name="data_schema", node=DataConfig)
-    obj = _typed(compose(overrides, config_name="data"), DataConfig)
-    _check_node(obj, prefix="")
-    return obj
