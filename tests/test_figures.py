@@ -49,7 +49,8 @@ def results(tmp_path, rows: list[dict]) -> pd.DataFrame:
     out = []
     for i, r in enumerate(rows):
         run_dir = tmp_path / "runs" / f"run{i}"
-        fake_run(run_dir, r["regularizer"], r.get("seed", 1), r["test_error"], sparse=r.pop("sparse", False))
+        fake_run(run_dir, r["regularizer"], r.get("seed", 1), r["test_error"], sparse=r.pop("sparse", False),
+                 **r.pop("config", {}))
         out.append({"run": run_dir.name, "status": "completed", "final_train_error": 10.0, "seed": 1, "selected": "",
                     **r, "run_dir": str(run_dir)})
     return pd.DataFrame(out)
@@ -258,3 +259,11 @@ def test_only_the_papers_budget_on_its_data_and_net_is_compared_digit_for_digit(
     assert not is_paper_scale(resolved("dataset=mnist", "model=paper_mlp", "optim=quick"))
     assert not is_paper_scale(resolved("dataset=mnist", "model=paper_mlp", "optim=paper", "dataset.train_subset=5000"))
     assert not is_paper_scale(resolved("dataset=mnist5k", "model=paper_mlp", "optim=paper"))
+
+
+def test_the_caption_describes_every_run_drawn_not_the_first(tmp_path, drawn):
+    """Runs at N = 100 and 3,500: the caption gives the range, not the first run's size."""
+    rows = [{"regularizer": reg, "test_error": 5.0, "n": n, "config": {"dataset.train_subset": n}}
+            for reg in ("none", "dropout") for n in (100, 3500)]
+    figures.plot_function("dataset_size")(results(tmp_path, rows), str(tmp_path / "ds"), "fixture.csv")
+    assert "mnist5k (100–3,500 training images)" in drawn["caption"]
