@@ -19,10 +19,12 @@ rule summarize:
 # figure job writes its caption from the runs it drew (<figure>.caption.rst); the report shows it.
 PLOT_CODE = sorted(
     str(p)
-    for p in Path(workflow.basedir, "src", "dropreg").glob("*.py")
-    if p.stem in ("figure_kinds", "tables", "paper") or p.stem.startswith("figures")
+    for p in [
+        *Path(workflow.basedir, "src", "dropreg", "plots").glob("*.py"),
+        *Path(workflow.basedir, "src", "dropreg").glob("*.py"),
+    ]
+    if p.parent.name == "plots" or p.stem in ("figures", "figure_kinds", "tables", "paper")
 )
-PLOT_CODE += sorted(str(p) for p in Path(workflow.basedir, "src", "dropreg", "figures").glob("*.py"))
 
 
 rule plot:

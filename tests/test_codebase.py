@@ -91,8 +91,8 @@ def test_each_shared_vocabulary_is_spelled_in_one_module():
     # the run statuses as string literals
     assert _spelled_in(r"""["'](completed|failed_to_learn|diverged)["']""") == {"status.py"}
     # the checkpoint's own layout (its `dropreg` record and Lightning's keys)
-    assert _spelled_in(r"""["'](hyper_parameters|pytorch-lightning_version|wall_seconds)["']\s*:""") == {"runfiles.py"}
-    assert _spelled_in(r"""\[["']dropreg["']\]""") == set()
+    assert _spelled_in(r"""["'](hyper_parameters|pytorch-lightning_version)["']\s*:""") == {"runfiles.py"}
+    assert _spelled_in(r"""\[["']dropreg["']\]""") <= {"runfiles.py"}
     # the figures (each kind's name beside its drawing function)
     assert _spelled_in(r"""FigureKind\(["']""") == {"figure_kinds.py"}
     # the regularizers' display order

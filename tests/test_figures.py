@@ -14,7 +14,8 @@ from matplotlib.container import ErrorbarContainer
 
 from conftest import resolved
 from dropreg import figures
-from dropreg.figures import FIGURES, FigureInputError
+from dropreg.figures import FigureInputError
+from dropreg.plots import common
 from dropreg.paper import TABLE9_TEST_ERROR
 from dropreg.runfiles import CHECKPOINT_FORMAT
 from dropreg.tables import latex_escape, table9
@@ -48,7 +49,8 @@ def results(tmp_path, rows: list[dict]) -> pd.DataFrame:
     out = []
     for i, r in enumerate(rows):
         run_dir = tmp_path / "runs" / f"run{i}"
-        fake_run(run_dir, r["regularizer"], r.get("seed", 1), r["test_error"], sparse=r.pop("sparse", False))
+        fake_run(run_dir, r["regularizer"], r.get("seed", 1), r["test_error"], sparse=r.pop("sparse", False),
+                 **r.pop("config", {}))
         out.append({"run": run_dir.name, "status": "completed", "final_train_error": 10.0, "seed": 1, "selected": "",
                     **r, "run_dir": str(run_dir)})
     return pd.DataFrame(out)
@@ -58,14 +60,14 @@ def results(tmp_path, rows: list[dict]) -> pd.DataFrame:
 def drawn(monkeypatch):
     """The figures and captions the figure functions produce (still open, for inspection)."""
     got = {}
-    real = figures._save
+    real = common.save
 
     def keep(fig, out, caption):
         got["fig"], got["caption"] = fig, caption
         fig.canvas.draw()
         real(fig, out, caption)
 
-    monkeypatch.setattr(figures, "_save", keep)
+    monkeypatch.setattr(common, "save", keep)
     return got
 
 
@@ -89,7 +91,7 @@ def _labels(fig) -> list[str]:
 
 def test_table9_holds_paper_and_our_numbers_by_the_papers_labels(table9_results, tmp_path, drawn):
     out = str(tmp_path / "fig" / "table9")
-    FIGURES["table9"](table9_results, out, "fixture.csv")
+    figures.plot_function("table9")(table9_results, out, "fixture.csv")
     for ext in ("png", "pdf", "md", "tex", "caption.rst"):
         assert (tmp_path / "fig" / f"table9.{ext}").stat().st_size > 0
     md = (tmp_path / "fig" / "table9.md").read_text()
@@ -111,14 +113,14 @@ def test_table9_holds_paper_and_our_numbers_by_the_papers_labels(table9_results,
 
 def test_no_error_bars_with_one_seed(tmp_path, drawn):
     frame = results(tmp_path, [{"regularizer": r, "test_error": 3.0 + i} for i, r in enumerate(REGS)])
-    FIGURES["table9"](frame, str(tmp_path / "t9"), "fixture.csv")
+    figures.plot_function("table9")(frame, str(tmp_path / "t9"), "fixture.csv")
     assert not any(isinstance(c, ErrorbarContainer) for ax in drawn["fig"].axes for c in ax.containers)
     assert "one seed each, no error bars" in " ".join(_labels(drawn["fig"]))
 
 
 def test_latex_output_has_no_unescaped_specials(table9_results, tmp_path):
     out = str(tmp_path / "t9")
-    FIGURES["table9"](table9_results, out, "fixture.csv")
+    figures.plot_function("table9")(table9_results, out, "fixture.csv")
     tex = (tmp_path / "t9.tex").read_text()
     assert "\\begin{tabular}" in tex and "1.05" in tex
     body = re.sub(r"\\[a-zA-Z]+|\\[_%&$#{}]|\$[^$]*\$", "", tex)  # drop commands, escapes, math
@@ -128,7 +130,7 @@ def test_latex_output_has_no_unescaped_specials(table9_results, tmp_path):
 
 
 def test_table9_ci_tests_neighbouring_rows(table9_results, tmp_path, drawn):
-    FIGURES["table9_ci"](table9_results, str(tmp_path / "ci"), "fixture.csv")
+    figures.plot_function("table9_ci")(table9_results, str(tmp_path / "ci"), "fixture.csv")
     t = table9(table9_results)
     assert t["ours_ci"].notna().all() and t["p_vs_previous"].iloc[1:].notna().all()
     texts = [t.get_text() for t in drawn["fig"].axes[0].texts]
@@ -140,7 +142,7 @@ def test_weight_histograms_show_l1_sparse_and_max_norm_bounded(tmp_path, drawn):
     frame = results(tmp_path, [{"regularizer": "none", "test_error": 3.0},
                                {"regularizer": "l2_l1_late", "test_error": 3.0, "sparse": True},
                                {"regularizer": "max_norm", "test_error": 3.0}])
-    FIGURES["weight_histograms"](frame, str(tmp_path / "w"), "fixture.csv")
+    figures.plot_function("weight_histograms")(frame, str(tmp_path / "w"), "fixture.csv")
     titles = [ax.get_title() for ax in drawn["fig"].axes]
     share = {t.split("\n")[0]: float(re.search(r"< 1e-3: ([\d.]+)%", t)[1]) for t in titles if "1e-3" in t}
     assert share["L2 + L1 applied towards the end of training"] > 50 > share["No regularization (ours)"]
@@ -155,7 +157,7 @@ def test_weight_histograms_show_l1_sparse_and_max_norm_bounded(tmp_path, drawn):
 def test_sweep_figures_overlay_the_papers_values(tmp_path, drawn, kind, axis, values, regs, paper_label):
     rows = [{"regularizer": reg, "test_error": 5.0 + i, axis: v, "seed": s}
             for reg in regs for i, v in enumerate(values) for s in (1, 2)]
-    FIGURES[kind](results(tmp_path, rows), str(tmp_path / kind), "fixture.csv")
+    figures.plot_function(kind)(results(tmp_path, rows), str(tmp_path / kind), "fixture.csv")
     labels = _labels(drawn["fig"])
     assert paper_label in labels
     assert any(isinstance(c, ErrorbarContainer) for c in drawn["fig"].axes[0].containers)  # 2 seeds: error bars
@@ -167,24 +169,24 @@ def test_each_other_figure_is_drawn(tmp_path, drawn):
     rows = [{"regularizer": reg, "test_error": 5.0 + i, "lam": lam, "bias": bias}
             for i, (reg, lam, bias) in enumerate([(r, lam, b) for r in ("l1", "l2") for lam in (1e-4, 1e-2)
                                                   for b in (False, True)])]
-    FIGURES["lambda_sweep"](results(tmp_path / "a", rows), str(tmp_path / "lam"), "fixture.csv")
+    figures.plot_function("lambda_sweep")(results(tmp_path / "a", rows), str(tmp_path / "lam"), "fixture.csv")
     assert {"biases penalized", "biases not penalized"} <= set(_labels(drawn["fig"]))
     rows = [{"regularizer": reg, "test_error": 5.0 + i, "n": n} for i, (reg, n) in
             enumerate([(r, n) for r in ("none", "l2", "dropout") for n in (np.nan, 500.0)])]
-    FIGURES["notmnist_table"](results(tmp_path / "b", rows), str(tmp_path / "nm"), "fixture.csv")
+    figures.plot_function("notmnist_table")(results(tmp_path / "b", rows), str(tmp_path / "nm"), "fixture.csv")
     md = (tmp_path / "nm.md").read_text()
     assert "first 500" in md and "all" in md and "Dropout (ours)" in md
     assert "on mnist5k" in drawn["fig"].axes[0].get_title()  # the dataset that actually ran
     frame = results(tmp_path / "c", [{"regularizer": r, "test_error": 4.0, "seed": s} for r in ("none", "dropout")
                                      for s in (1, 2)])
-    FIGURES["learning_curves"](frame, str(tmp_path / "lc"), "fixture.csv")
+    figures.plot_function("learning_curves")(frame, str(tmp_path / "lc"), "fixture.csv")
     assert [ax.get_yscale() for ax in drawn["fig"].axes] == ["linear", "linear"]  # one panel per split
 
 
 def test_missing_sweep_column_and_no_completed_run_are_named(tmp_path):
     frame = results(tmp_path, [{"regularizer": "dropout", "test_error": 3.0}])
     with pytest.raises(FigureInputError, match=r"fixture.csv: column 'p' missing"):
-        FIGURES["dropout_rate"](frame, str(tmp_path / "x"), "fixture.csv")
+        figures.plot_function("dropout_rate")(frame, str(tmp_path / "x"), "fixture.csv")
 
 
 
@@ -220,7 +222,7 @@ def test_tuning_figure_draws_every_tuned_key_and_stars_the_choice(tmp_path, draw
     # with every column select writes into tuning.csv, so none of them passes for a tuned key
     frame = results(tmp_path, [{**r, "test_error": r["final_val_error"], "updates": 200,
                                 "best_val_error": r["final_val_error"] - 0.1, "largest_val_rise": 0.2} for r in rows])
-    figures.plot_tuning(frame, str(tmp_path / "tuning"), "tuning.csv")
+    figures.plot_function("tuning")(frame, str(tmp_path / "tuning"), "tuning.csv")
     ax_none, ax_dmn = drawn["fig"].axes[:2]
     assert any(t.get_text() == "not tuned" for t in ax_none.texts)
     legend = [t.get_text() for t in ax_dmn.get_legend().get_texts()]
@@ -241,7 +243,7 @@ def test_a_max_norm_row_that_never_binds_is_said_and_not_ranked(tmp_path, drawn)
     by = t.set_index("regularizer")
     assert by.loc["max_norm", "max_norm_never_binds"] and pd.isna(by.loc["max_norm", "our_rank"])
     assert not by.loc["dropout_max_norm", "max_norm_never_binds"] and by["our_rank"].max() == len(REGS) - 1
-    FIGURES["table9"](frame, str(tmp_path / "t9"), "fixture.csv")
+    figures.plot_function("table9")(frame, str(tmp_path / "t9"), "fixture.csv")
     md = (tmp_path / "t9.md").read_text()
     (line,) = [x for x in md.splitlines() if x.startswith("| Max-norm ")]
     assert "max-norm never binds" in line and line.rstrip("| ").endswith("–")
@@ -257,3 +259,11 @@ def test_only_the_papers_budget_on_its_data_and_net_is_compared_digit_for_digit(
     assert not is_paper_scale(resolved("dataset=mnist", "model=paper_mlp", "optim=quick"))
     assert not is_paper_scale(resolved("dataset=mnist", "model=paper_mlp", "optim=paper", "dataset.train_subset=5000"))
     assert not is_paper_scale(resolved("dataset=mnist5k", "model=paper_mlp", "optim=paper"))
+
+
+def test_the_caption_describes_every_run_drawn_not_the_first(tmp_path, drawn):
+    """Runs at N = 100 and 3,500: the caption gives the range, not the first run's size."""
+    rows = [{"regularizer": reg, "test_error": 5.0, "n": n, "config": {"dataset.train_subset": n}}
+            for reg in ("none", "dropout") for n in (100, 3500)]
+    figures.plot_function("dataset_size")(results(tmp_path, rows), str(tmp_path / "ds"), "fixture.csv")
+    assert "mnist5k (100–3,500 training images)" in drawn["caption"]

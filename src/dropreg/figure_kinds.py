@@ -25,15 +25,15 @@ class FigureKind:
 
 
 FIGURE_KINDS = {k.name: k for k in (
-    FigureKind("table9", "dropreg.figures:plot_table9", table=True),
-    FigureKind("table9_ci", "dropreg.figures:plot_table9_ci"),
-    FigureKind("learning_curves", "dropreg.figures:plot_learning_curves"),
-    FigureKind("weight_histograms", "dropreg.figures:plot_weight_histograms"),
-    FigureKind("dropout_rate", "dropreg.figures:plot_dropout_rate", needs=("p",)),
-    FigureKind("dataset_size", "dropreg.figures:plot_dataset_size", needs=("n",)),
-    FigureKind("lambda_sweep", "dropreg.figures:plot_lambda_sweep", needs=("lam", "bias")),
-    FigureKind("notmnist_table", "dropreg.figures:plot_notmnist_table", needs=("n",), table=True),
-    FigureKind("tuning", "dropreg.figures:plot_tuning", source="tuning"),
+    FigureKind("table9", "dropreg.plots.table9:plot_table9", table=True),
+    FigureKind("table9_ci", "dropreg.plots.table9:plot_table9_ci"),
+    FigureKind("learning_curves", "dropreg.plots.training:plot_learning_curves"),
+    FigureKind("weight_histograms", "dropreg.plots.training:plot_weight_histograms"),
+    FigureKind("dropout_rate", "dropreg.plots.sweeps:plot_dropout_rate", needs=("p",)),
+    FigureKind("dataset_size", "dropreg.plots.sweeps:plot_dataset_size", needs=("n",)),
+    FigureKind("lambda_sweep", "dropreg.plots.sweeps:plot_lambda_sweep", needs=("lam", "bias")),
+    FigureKind("notmnist_table", "dropreg.plots.sweeps:plot_notmnist_table", needs=("n",), table=True),
+    FigureKind("tuning", "dropreg.plots.tuning:plot_tuning", source="tuning"),
 )}
 # what a preset may list in studies.<s>.figures (tuning comes with a tune: stage)
 LISTABLE = tuple(name for name, k in FIGURE_KINDS.items() if k.source == "study")

@@ -37,6 +37,13 @@ METHOD_LABELS = {
 TABLE9_ORDER = ["none", "dropout", "l1", "l1_l2", "l2", "l2_l1_late", "l2_kl_sparsity", "max_norm", "dropout_l2",
                 "dropout_max_norm"]
 
+
+def display_order(regularizers) -> list[str]:
+    """The distinct regularizers in TABLE9_ORDER, any others after them as first seen: the one
+    order tables, figures and legends use."""
+    present = list(dict.fromkeys(regularizers))
+    return sorted(present, key=lambda r: TABLE9_ORDER.index(r) if r in TABLE9_ORDER else len(TABLE9_ORDER))
+
 # Fig. 9a: 784-2048-2048-2048-10 ReLU, no input dropout, hidden retain probability p (MNIST).
 FIG9A_P = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
 FIG9A_TEST_ERROR = [3.19, 1.79, 1.21, 1.12, 1.06, 1.09, 1.10, 1.08, 1.26, 1.65]

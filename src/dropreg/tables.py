@@ -10,28 +10,32 @@ so the comparison is by rank and by the dropout gain instead.
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Optional, Sequence
 
 import pandas as pd
 
-from .paper import METHOD_LABELS, TABLE9_ORDER, TABLE9_TEST_ERROR
+from .paper import METHOD_LABELS, TABLE9_TEST_ERROR, display_order
+from .status import ENDED_BADLY, Status
 
-# The columns of a study's results (dropreg.summarize writes them, sweep axes after "seed"); any other
-# column is a sweep axis (or, in tuning.csv, a tuned key).
+# The columns of a study's results (dropreg.summarize writes them, sweep axes after "seed"; select's
+# tuning.csv has a subset, and its tuned keys). The sweep axes a figure plots are declared in
+# dropreg.figure_kinds (`needs`); a column that is in neither is an extra column.
 # The activity columns come from each summary's `regularizer_activity` (empty where it does not apply).
 ACTIVITY_COLUMNS = ["units_at_max_norm", "weights_near_zero", "kl_sparsity_mean_activity"]
 RUN_COLUMNS = ["study", "run", "regularizer", "seed", "selected", "status", "diverged_at_update", "test_error",
                "best_val_error", "best_val_update", "final_val_error", "largest_val_rise", "final_train_error", "updates",
                "wall_seconds",
                "pack_size", "device", *ACTIVITY_COLUMNS, "run_dir"]
+# what every results table (summarize's study CSV, select's tuning.csv) has in every row
+RESULT_COLUMNS = ("run", "regularizer", "status", "run_dir")
 
 
 def completed(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame[frame["status"] == "completed"]
+    return frame[frame["status"] == Status.COMPLETED.value]
 
 
-def sweep_axes(frame: pd.DataFrame) -> list[str]:
-    """The sweep columns of a study's results table (everything that is not a run column)."""
+def extra_columns(frame: pd.DataFrame) -> list[str]:
+    """The columns that are not run columns: a study's sweep axes, or tuning.csv's tuned keys."""
     return [c for c in frame.columns if c not in RUN_COLUMNS]
 
 
@@ -84,17 +88,17 @@ def welch_p(a: pd.Series, b: pd.Series) -> float:
     return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
-def table9(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per regularizer (and sweep point): the paper's value, our mean, sd and 95 % CI over the
-    completed seeds, the runs that diverged or failed to learn, ranks, and for each row the
-    Welch p-value against the row before it."""
-    axes = sweep_axes(frame)
+def table9(frame: pd.DataFrame, axes: Sequence[str] = ()) -> pd.DataFrame:
+    """One row per regularizer (and point of the sweep `axes`): the paper's value, our mean, sd and
+    95 % CI over the completed seeds, the runs that diverged or failed to learn, ranks, and for each
+    row the Welch p-value against the row before it."""
+    axes = list(axes)
     keys = ["regularizer", *axes]
-    order = {r: i for i, r in enumerate(TABLE9_ORDER)}
+    order = {r: i for i, r in enumerate(display_order(frame["regularizer"]))}
     groups = []
     for _, runs in frame.groupby(keys, sort=False, dropna=False):
         first = runs.iloc[0]
-        groups.append((order.get(first["regularizer"], len(order)), first, runs))
+        groups.append((order[first["regularizer"]], first, runs))
     groups.sort(key=lambda g: g[0])  # stable: sweep points stay in the preset's order
     rows, previous = [], None
     for _, first, runs in groups:
@@ -114,8 +118,7 @@ def table9(frame: pd.DataFrame) -> pd.DataFrame:
             "ours_sd": float(done.std(ddof=1)) if len(done) > 1 else float("nan"),
             "ours_ci": t_interval(done),
             "n": len(done),
-            "diverged": int((runs["status"] == "diverged").sum()),
-            "failed_to_learn": int((runs["status"] == "failed_to_learn").sum()),
+            **{s.value: int((runs["status"] == s.value).sum()) for s in (Status.DIVERGED, Status.FAILED_TO_LEARN)},
             "difference": mean - paper if paper is not None else float("nan"),
             "p_vs_previous": welch_p(previous, done) if previous is not None else float("nan"),
             # its max-norm bound held no unit of any completed run at the end: it trained unconstrained
@@ -152,7 +155,7 @@ def _fmt(value: float, digits: int = 2, signed: bool = False) -> str:
 
 def _ours(r) -> str:
     text = _fmt(r.ours_mean) + ("" if pd.isna(r.ours_sd) else f" ± {_fmt(r.ours_sd)}") + f" (n={r.n})"
-    notes = [f"{v} {k}" for k, v in (("diverged", r.diverged), ("failed to learn", r.failed_to_learn)) if v]
+    notes = [f"{getattr(r, s)} {s.replace('_', ' ')}" for s in ENDED_BADLY if getattr(r, s)]
     if r.max_norm_never_binds:
         notes.append("max-norm never binds: no unit at the bound, so not ranked")
     return text + (f" [{', '.join(notes)}]" if notes else "")
@@ -180,8 +183,7 @@ def notmnist_table(frame: pd.DataFrame, size_column: str = "n") -> pd.DataFrame:
         return pd.DataFrame({"Method": []})
     done[size_column] = done[size_column].map(lambda v: "all" if pd.isna(v) else f"first {int(v):,}")
     pivot = done.pivot_table(index="regularizer", columns=size_column, values="test_error", aggfunc="mean")
-    order = [r for r in TABLE9_ORDER if r in pivot.index] + [r for r in pivot.index if r not in TABLE9_ORDER]
-    pivot = pivot.loc[order]
+    pivot = pivot.loc[display_order(pivot.index)]
     pivot.index = [method_label(r) for r in pivot.index]
     return pivot.rename_axis("Method").reset_index()
 
