@@ -35,13 +35,12 @@ envvars:
     "PATH",
 
 
-# On a cluster only training jobs are submitted; the rest runs on the submit host: downloads need
-# the internet that compute nodes often lack, and the others take seconds to minutes.
+# On a cluster only data preparation and training are submitted; the rest runs on the submit host:
+# downloads need the internet that compute nodes often lack, and the others take seconds.
 localrules:
     all,
     figures,
     download,
-    prepare,
     plan,
     select,
     summarize,

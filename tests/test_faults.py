@@ -20,6 +20,7 @@ import yaml
 from conftest import FAST
 from dropreg import pipeline
 from dropreg.pipeline import PipelineConfigError
+from dropreg.specs import load_spec
 from dropreg.train import cli, train
 from test_demo_pipeline import _preset, _small
 from test_pipeline import SNAKEMAKE, snakemake
@@ -47,6 +48,14 @@ def _wait_until_training(cwd: Path, timeout: float = 300) -> Path:
                 return lock.parent
         time.sleep(0.2)
     raise AssertionError("no pack started training")
+
+
+def _pack_of(run: Path, cwd: Path) -> str:
+    """The name of the pack (its spec's stem) that trains `run`."""
+    for spec in (cwd / "results").glob("*/packs/table9/*.json"):
+        if any((cwd / m["run_dir"]).resolve() == run.resolve() for m in load_spec(spec)["members"]):
+            return spec.stem
+    raise AssertionError(f"no pack spec names {run}")
 
 
 def _summaries(cwd: Path, preset: str) -> list[Path]:
@@ -90,7 +99,7 @@ def test_a_pack_orphaned_by_a_killed_snakemake_is_waited_for(tmp_path):
     assert snakemake("--unlock", "--config", f"preset={preset}", cwd=tmp_path).returncode == 0
     rerun = snakemake("--cores", "1", "--config", f"preset={preset}", cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    log = (tmp_path / "logs" / "orphan" / "train" / "table9" / "final1.log").read_text()
+    log = (tmp_path / "logs" / "orphan" / "train" / "table9" / f"{_pack_of(run, tmp_path)}.log").read_text()
     assert f"{run.relative_to(tmp_path)}: being trained by pid" in log and "waiting up to 20 min" in log
     assert "ended earlier (completed); nothing to do" in log
     assert len(_summaries(tmp_path, "orphan")) == 2

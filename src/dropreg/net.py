@@ -5,8 +5,9 @@ Every layer holds the weights of all K members in one tensor, weight [K, in, out
 transposing copy, 9 ms per 2048x1024 layer on a CPU), and a training forward pass is one `baddbmm`
 per layer for all members, each member on its own mini-batch: x [K, B, in]. No
 operation mixes members, so member k's outputs and gradients are those of a lone net with its
-weights; on the CPU they are bitwise the same whatever the pack size or the member's position
-(tested). Evaluation runs member by member on a shared input, which keeps that guarantee without
+weights; on one CPU thread they are bitwise the same whatever the pack size or the member's
+position (tested; with several, MKL may split a pack of one's GEMM differently: last-bit noise).
+Evaluation runs member by member on a shared input, which keeps that guarantee without
 materializing K copies of a large evaluation batch.
 
 Dropout (`dropreg.dropout`) is given as *retain* probabilities, as in the paper: training multiplies
