@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dropreg.compose import Composer, settings_of
-from dropreg.schema import as_container
+from dropreg.compose import Composer
+from dropreg.schema import as_container, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -33,7 +33,7 @@ _COMPOSE = Composer()
 
 def resolved(*overrides: str) -> dict:
     """The resolved, validated config of a run (what train() takes) from Hydra overrides."""
-    return as_container(settings_of(_COMPOSE(list(overrides))))
+    return as_container(validate(_COMPOSE(list(overrides))))
 
 
 @pytest.fixture

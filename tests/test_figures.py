@@ -215,10 +215,10 @@ def test_tuning_figure_draws_every_tuned_key_and_stars_the_choice(tmp_path, draw
             for p in (0.5, 0.7):
                 rows.append({"regularizer": "dropout_max_norm", "lr": lr, "max_norm_radius": radius,
                              "hidden_retain": p, "final_val_error": 5 + lr + radius / 10 + p,
-                             "selected": (lr, radius, p) == (0.1, 2.0, 0.5)})
-    rows.append({"regularizer": "none", "final_val_error": 6.0, "selected": True})
+                             "chosen": (lr, radius, p) == (0.1, 2.0, 0.5)})
+    rows.append({"regularizer": "none", "final_val_error": 6.0, "chosen": True})
     rows.append({"regularizer": "dropout_max_norm", "lr": 1.0, "max_norm_radius": 2.0, "hidden_retain": 0.5,
-                 "final_val_error": 90.0, "selected": False, "status": "diverged"})
+                 "final_val_error": 90.0, "chosen": False, "status": "diverged"})
     # with every column select writes into tuning.csv, so none of them passes for a tuned key
     frame = results(tmp_path, [{**r, "test_error": r["final_val_error"], "updates": 200,
                                 "best_val_error": r["final_val_error"] - 0.1, "largest_val_rise": 0.2} for r in rows])
@@ -230,6 +230,16 @@ def test_tuning_figure_draws_every_tuned_key_and_stars_the_choice(tmp_path, draw
                               "max_norm_radius 3, hidden_retain 0.5", "max_norm_radius 3, hidden_retain 0.7"]
     markers = [line.get_marker() for line in ax_dmn.get_lines()]
     assert markers.count("*") == 1 and markers.count("x") == 1
+
+
+def test_a_tuning_table_without_its_chosen_column_is_set_aside(tmp_path, capsys):
+    """A tuning.csv from before `chosen` existed: one line, and set aside so the next run writes it."""
+    path = tmp_path / "tuning.csv"
+    results(tmp_path, [{"regularizer": "none", "test_error": 5.0, "final_val_error": 5.0, "lr": 0.1}]).to_csv(path)
+    assert figures.main(["tuning", "--results", str(path), "--out", str(tmp_path / "tuning")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "lacks column chosen" in err and "set aside" in err
+    assert not path.exists() and list(tmp_path.glob("tuning.csv.unusable-*"))
 
 
 def test_a_max_norm_row_that_never_binds_is_said_and_not_ranked(tmp_path, drawn):

@@ -63,8 +63,8 @@ def test_lowest_mean_validation_error_wins_and_diverged_never_does(tmp_path):
     assert selection["none"]["mean_val_error"] == pytest.approx(3.0)
     assert selection["l2"]["overrides"] == ["optim.lr=0.1", "regularizer.l2.weight=0.0001"]
     assert len(selection["none"]["candidates"]) == 3  # every candidate is reported with its errors
-    assert table["selected"].sum() == 2 + 1  # both seeds of the chosen `none`, and the `l2` run
-    assert set(table.columns) >= {"lr", "l2_weight", "status", "final_val_error", "selected"}
+    assert table["chosen"].sum() == 2 + 1  # both seeds of the chosen `none`, and the `l2` run
+    assert set(table.columns) >= {"lr", "l2_weight", "status", "final_val_error", "chosen"}
     assert yaml.safe_load((tmp_path / "selected.yaml").read_text())["criterion"].startswith("lowest mean final")
 
 

@@ -40,8 +40,8 @@ from torch import nn
 
 from . import roofline
 from .batches import MemberBatches
-from .compose import Composer, conf_dir, settings_of
-from .schema import as_container
+from .compose import Composer, conf_dir
+from .schema import as_container, validate
 from .cpu_memory import keep_freed_memory
 from .data.datamodule import PreparedDataModule
 from .net import init_weight_
@@ -69,13 +69,13 @@ def mixed_configs(overrides: list[str], members: int) -> list[dict]:
     """The Table 9 mixed pack: the paper's rows cycled over the members, seed 1 for the first cycle,
     2 for the second, ... (24 members: eight rows x three seeds, as the pipeline packs them)."""
     rows, comp = table9_rows(), Composer()
-    return [as_container(settings_of(comp([*overrides, f"regularizer={rows[k % len(rows)]}",
+    return [as_container(validate(comp([*overrides, f"regularizer={rows[k % len(rows)]}",
                                            f"seed={k // len(rows) + 1}"]))) for k in range(members)]
 
 
 def pack_configs(overrides: list[str], members: int) -> list[dict]:
     comp = Composer()
-    return [as_container(settings_of(comp([*overrides, f"seed={k + 1}"]))) for k in range(members)]
+    return [as_container(validate(comp([*overrides, f"seed={k + 1}"]))) for k in range(members)]
 
 
 # ----------------------------------------------------------------------------- the plain loop
@@ -102,7 +102,7 @@ PLAIN_REGULARIZERS = ("none", "l2", "max_norm", "dropout", "dropout_l2", "dropou
 def plain_loop(overrides: list[str], device: torch.device, updates: int, timed_from: int = 0):
     """Train one run by hand; returns (ms per update from `timed_from` on, per-update data losses, net).
     Nothing is read back from the device until the timed updates are done."""
-    s = settings_of(Composer()(overrides))
+    s = validate(Composer()(overrides))
     dm = PreparedDataModule(s.dataset, s.trainer.eval_batch_size)
     dm.check([s])
     dm.setup(device=device)

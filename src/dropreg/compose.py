@@ -8,7 +8,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from .schema import GROUP_SCHEMAS, TrainConfig, register_schema, validate
+from .schema import GROUP_SCHEMAS, register_schema
 
 def conf_dir() -> Path:
     """The Hydra config directory: $DROPREG_CONF, else conf/ at the repository root."""
@@ -53,24 +53,18 @@ class Composer:
             key = o.key_or_group
             if o.type is not OverrideType.CHANGE or o.is_sweep_override() or o.package is not None \
                     or key.startswith("hydra"):
-                return without_hydra_typed(compose(overrides))
+                return _without_hydra_node(compose(overrides))
             (groups if key in CONFIG_GROUPS else values).append(o)
         selection = tuple(o.input_line for o in groups)
         if selection not in self._bases:
-            self._bases[selection] = without_hydra_typed(compose(list(selection)))
+            self._bases[selection] = _without_hydra_node(compose(list(selection)))
         cfg = copy.deepcopy(self._bases[selection])
         for o in values:
             OmegaConf.update(cfg, o.key_or_group, o.value(), merge=True)
         return cfg
 
 
-def without_hydra_typed(cfg: DictConfig) -> DictConfig:
-    """The composed config without Hydra's node, still typed by the schema (for fast validation)."""
+def _without_hydra_node(cfg: DictConfig) -> DictConfig:
+    """The composed config without Hydra's node, its groups still typed by the schema, so that
+    `schema.validate` converts it group by group instead of merging it onto the schema."""
     return OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
-
-
-def settings_of(cfg: DictConfig) -> TrainConfig:
-    """A typed composed config (Composer output) as validated dataclasses."""
-    obj = TrainConfig(**{k: OmegaConf.to_object(cfg[k]) if OmegaConf.is_config(cfg[k]) else cfg[k]
-                         for k in cfg})
-    return validate(obj)

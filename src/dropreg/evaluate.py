@@ -56,7 +56,7 @@ def evaluate(checkpoint: Path, overrides: list[str]) -> dict[str, Any]:
     if change:
         raise RunFileError(f"{checkpoint}: the overrides change the trained net ({change}); evaluate it as it was "
                            "trained, on data of the same shape")
-    module = PackedClassifier([config])
+    module = PackedClassifier([config], settings=[settings])
     module.load_state_dict(ckpt.state_dict)
     accelerator = settings.trainer.accelerator
     device = torch.device("cuda" if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())

@@ -19,19 +19,21 @@ import pytorch_lightning as pl
 import torch
 
 from .batches import PackBatches
-from .schema import validate
+from .schema import TrainConfig, validate
 from .model import Evaluation, PackModel
 from .update import PackUpdate
 
 
 class PackedClassifier(pl.LightningModule):
     def __init__(self, configs: list[dict[str, Any]], use_cuda_graph: bool = False,
-                 graph_off_reason: str = "trainer.cuda_graph=off") -> None:
-        """`configs`: the members' resolved configs (plain dicts); they travel in every checkpoint."""
+                 graph_off_reason: str = "trainer.cuda_graph=off",
+                 settings: Optional[list[TrainConfig]] = None) -> None:
+        """`configs`: the members' resolved configs (plain dicts); they travel in every checkpoint.
+        `settings`: the same, validated by the caller (else here: `load_from_checkpoint`)."""
         super().__init__()
         self.save_hyperparameters({"configs": configs})
         self.automatic_optimization = False
-        self.model = PackModel([validate(c) for c in configs])
+        self.model = PackModel(settings if settings is not None else [validate(c) for c in configs])
         self.use_cuda_graph, self.graph_off_reason = use_cuda_graph, graph_off_reason
         self.step_fn: Optional[PackUpdate] = None
         self.evaluation: Optional[Evaluation] = None  # the latest, until the recorder takes it

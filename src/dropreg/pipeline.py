@@ -23,10 +23,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from .compose import Composer, settings_of
+from .compose import Composer
 from .errors import one_line
 from .identity import pack_key, run_identity
-from .schema import as_container
+from .schema import as_container, validate
 from .figure_kinds import FIGURE_KINDS
 from .layout import FINAL, TUNE, Layout
 from .naming import hydra_value, id_value, short_key
@@ -150,7 +150,7 @@ class Pipeline:
 
     # ------------------------------------------------------------------ composition
     def _resolve(self, overrides: list[str]) -> dict[str, Any]:
-        return as_container(settings_of(self.composer(overrides)))
+        return as_container(validate(self.composer(overrides)))
 
 
 def load(config: dict[str, Any], studies: Optional[list[str]] = None) -> Pipeline:

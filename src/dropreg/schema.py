@@ -220,6 +220,8 @@ def validate(cfg: DictConfig | TrainConfig | dict) -> TrainConfig:
         obj = cfg
     elif isinstance(cfg, dict):
         obj = _typed(OmegaConf.create(cfg), TrainConfig)
+    elif _typed_by_composition(cfg):  # the Composer's output: group by group, no merge (fast)
+        obj = TrainConfig(**{k: OmegaConf.to_object(cfg[k]) if OmegaConf.is_config(cfg[k]) else cfg[k] for k in cfg})
     else:
         obj = _typed(cfg, TrainConfig)
     check_ranges(obj, prefix="")
@@ -228,6 +230,12 @@ def validate(cfg: DictConfig | TrainConfig | dict) -> TrainConfig:
             f"regularizer.l1.start_fraction={obj.regularizer.l1.start_fraction}: needs "
             "regularizer.l1.weight > 0 (a late L1 start without L1 does nothing)")
     return obj
+
+
+def _typed_by_composition(cfg: DictConfig) -> bool:
+    """Exactly the run's keys, each group already typed by its schema (composed with train_schema)."""
+    return set(cfg) == {f.name for f in dataclasses.fields(TrainConfig)} and all(
+        OmegaConf.get_type(cfg, k) is schema for k, schema in GROUP_SCHEMAS.items())
 
 
 def _typed(cfg: DictConfig, schema: type) -> Any:

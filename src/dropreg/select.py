@@ -28,6 +28,7 @@ from .atomic import DiskFull, atomic_path, write_text
 from .naming import describe_values, hydra_value, short_key
 from .runfiles import RunFileError
 from .specs import SpecError, ended_runs
+from .tables import CHOSEN
 from .status import Status
 
 # a rise of the validation error this far above its lowest earlier value (percentage points) is a spike
@@ -103,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         results = tuning_results(args.specs)
         selection = select(results, args.study)
-        chosen = {(reg, tuple(sel["selected"].items())) for reg, sel in selection["regularizers"].items()}
-        table = results.assign(selected=[(r, c) in chosen for r, c in zip(results["regularizer"], results["candidate"])])
+        picks = {(reg, tuple(sel["selected"].items())) for reg, sel in selection["regularizers"].items()}
+        table = results.assign(**{CHOSEN: [(r, c) in picks for r, c in zip(results["regularizer"], results["candidate"])]})
         with atomic_path(args.table) as tmp:
             table.drop(columns="candidate").to_csv(tmp, index=False)
         write_text(args.selected, "# written by dropreg.select; the study's runs train with `overrides`\n"

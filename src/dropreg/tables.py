@@ -26,6 +26,8 @@ RUN_COLUMNS = ["study", "run", "regularizer", "seed", "selected", "status", "div
                "best_val_error", "best_val_update", "final_val_error", "largest_val_rise", "final_train_error", "updates",
                "wall_seconds",
                "pack_size", "device", *ACTIVITY_COLUMNS, "run_dir"]
+# tuning.csv's own: the run is of its regularizer's selected candidate (bool)
+CHOSEN = "chosen"
 # what every results table (summarize's study CSV, select's tuning.csv) has in every row
 RESULT_COLUMNS = ("run", "regularizer", "status", "run_dir")
 
@@ -36,7 +38,7 @@ def completed(frame: pd.DataFrame) -> pd.DataFrame:
 
 def extra_columns(frame: pd.DataFrame) -> list[str]:
     """The columns that are not run columns: a study's sweep axes, or tuning.csv's tuned keys."""
-    return [c for c in frame.columns if c not in RUN_COLUMNS]
+    return [c for c in frame.columns if c not in RUN_COLUMNS and c != CHOSEN]
 
 
 def is_true(value) -> bool:

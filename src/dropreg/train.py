@@ -121,7 +121,8 @@ def _fit(dirs, settings: list[TrainConfig], resumed: dict[int, dict], datamodule
             raise TrainError(f"trainer.cuda_graph=on: needs a CUDA device, training would run on {device}")
         use_graph = device.type == "cuda" and CudaGraph(t.cuda_graph) is not CudaGraph.off
         why_not = "trainer.cuda_graph=off" if CudaGraph(t.cuda_graph) is CudaGraph.off else f"training on {device.type}"
-        module = PackedClassifier([d.config for d in dirs], use_cuda_graph=use_graph, graph_off_reason=why_not)
+        module = PackedClassifier([d.config for d in dirs], use_cuda_graph=use_graph, graph_off_reason=why_not,
+                                  settings=settings)
         module.model.resume({k: {"update": c.update, "state_dict": c.state_dict, "momentum": c.momentum}
                              for k, c in resumed.items()})
         for d in dirs:
@@ -185,13 +186,14 @@ def _task(cfg) -> None:
     """Hydra's task: one run in Hydra's output dir (hydra.run.dir, or the sweep's subdir under -m)."""
     from hydra.core.hydra_config import HydraConfig
 
-    from .compose import settings_of
+    from omegaconf import OmegaConf
+
     from .errors import one_line
-    from .schema import as_container
+    from .schema import without_hydra
 
     run_dir = HydraConfig.get().runtime.output_dir
-    try:
-        summary = train(as_container(settings_of(cfg)), run_dir)
+    try:  # train() validates it
+        summary = train(OmegaConf.to_container(without_hydra(cfg)), run_dir)
     except _one_line_errors() as exc:
         print(f"dropreg.train: error: {one_line(exc)}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -204,7 +206,7 @@ def cli(argv: Optional[list[str]] = None) -> int:
     (exit 2) before any run begins or any directory is made."""
     import hydra
 
-    from .compose import Composer, conf_dir, settings_of
+    from .compose import Composer, conf_dir
     from .errors import one_line
     from .schema import register_schema
 
@@ -215,7 +217,7 @@ def cli(argv: Optional[list[str]] = None) -> int:
         try:
             compose = Composer()
             for run in _expand(overrides, multirun=any(f in _MULTIRUN_FLAGS for f in flags)):
-                settings_of(compose(run))
+                validate(compose(run))
         except _one_line_errors() as exc:
             print(f"dropreg.train: error: {one_line(exc)}", file=sys.stderr)
             return 2

@@ -168,9 +168,14 @@ def read_results(path: str) -> pd.DataFrame:
         elif "test_error" in frame and not pd.api.types.is_numeric_dtype(frame["test_error"]):
             problem = "test_error holds values that are not numbers"
     if problem:
-        kept = set_aside(Path(path))
-        raise FigureInputError(f"{path}: {problem}; set aside as {kept.name}: rerun the pipeline to write it again")
+        raise stale_table(path, problem)
     return frame
+
+
+def stale_table(path: str, problem: str) -> FigureInputError:
+    """The error for a results table the pipeline must write again, once it is set aside."""
+    kept = set_aside(Path(path))
+    return FigureInputError(f"{path}: {problem}; set aside as {kept.name}: rerun the pipeline to write it again")
 
 
 def need(frame: pd.DataFrame, column: str, source: str) -> None:

@@ -6,14 +6,16 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from ..status import Status
-from ..tables import extra_columns, method_label
+from ..tables import CHOSEN, extra_columns, method_label
 from . import common
-from .common import Runs, display_order, need
+from .common import Runs, display_order, need, stale_table
 
 
 def plot_tuning(frame: pd.DataFrame, out: str, source: str) -> None:
     """Validation error against each tuned value, per method; the selected candidate starred."""
     need(frame, "final_val_error", source)
+    if CHOSEN not in frame:
+        raise stale_table(source, f"lacks column {CHOSEN} (written by an older dropreg.select)")
     runs = Runs.read(frame, source)
     keys = extra_columns(frame)  # the tuned keys (tuning.csv's columns that are not run columns)
     regs = display_order(frame["regularizer"])
@@ -39,7 +41,7 @@ def plot_tuning(frame: pd.DataFrame, out: str, source: str) -> None:
             label = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in zip(others, values))
             m = m.sort_values(x)
             ax.plot(m[x], m["final_val_error"], marker="o", markersize=3, linewidth=1, label=label or None)
-        chosen = group[group["selected"]].iloc[0] if group["selected"].any() else None
+        chosen = group[group[CHOSEN]].iloc[0] if group[CHOSEN].any() else None
         if chosen is not None:
             ax.plot(chosen[x], ok[(ok[tuned] == chosen[tuned]).all(axis=1)]["final_val_error"].mean(), marker="*",
                     markersize=11, color="gold", markeredgecolor="black", linestyle="none", zorder=4)
