@@ -121,3 +121,16 @@ def test_edits_copies_and_deletions_rerun_cleanly(tmp_path):
     assert json.loads((run / "dropout-seed1" / "summary.json").read_text())["updates"] == 90
     log = (tmp_path / "logs" / "small" / "train" / "table9" / "final1.log").read_text()
     assert "none-seed1: ended earlier (completed); nothing to do" in log
+
+
+def test_an_edited_preset_reruns_exactly_the_packs_it_changes(tmp_path):
+    """One pack per run: replacing dropout by dropout + L2 plans and trains that pack again (and
+    summarizes), and leaves the pack of `none` alone; `snakemake -n` says so up front."""
+    preset = _preset(tmp_path, "edit", _small("edit", 60, pack_size=1))
+    assert snakemake("--cores", "2", "--config", f"preset={preset}", cwd=tmp_path).returncode == 0
+    preset = _preset(tmp_path, "edit", _small("edit", 60, regs=("none", "dropout_l2"), pack_size=1))
+    dry = snakemake("-n", "--config", f"preset={preset}", cwd=tmp_path)
+    assert dry.returncode == 0, dry.stdout[-2000:]
+    counts = job_counts(dry.stdout)
+    assert counts.get("plan") == 1 and trains(counts) == 1 and counts.get("train_table9_final2") == 1, counts
+    assert "train_table9_final1" not in counts
