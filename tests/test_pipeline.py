@@ -198,15 +198,16 @@ def test_unknown_preset(tmp_path):
 
 def test_training_jobs_take_the_presets_resources_and_the_command_lines_gpus(tmp_path):
     """Every pack's rule: mem_mb and runtime from the preset, gpu from gpus_per_pack (overridable for
-    one invocation with --config), and what default-resources add (on a cluster only training jobs take
-    them: every other rule is local)."""
+    one invocation with --config), what default-resources add (on a cluster only preparation and
+    training jobs take them: every other rule is local), and `--set-resources` for one pack."""
     proc = snakemake("-n", "--config", "preset=paper", "gpus_per_pack=0", "--default-resources", "gpu_model='x'",
-                     cwd=tmp_path)  # the paper preset says gpus_per_pack: 1
+                     "--set-resources", "train_table9_final1:runtime=77", cwd=tmp_path)  # paper: gpus_per_pack 1
     assert proc.returncode == 0, proc.stderr[-2000:]
     jobs = dict(re.findall(r"rule (\w+):\n((?:    .*\n)+)", proc.stdout))
     train = {r: body for r, body in jobs.items() if r.startswith("train_")}
     assert train and all("gpu=0" in b and "mem_mb=" in b and "runtime=" in b and "gpu_model=x" in b
                          for b in train.values())
+    assert "runtime=77" in train.pop("train_table9_final1") and not any("runtime=77" in b for b in train.values())
     bad = snakemake("-n", "--config", "preset=demo", "gpus_per_pack=-1", cwd=tmp_path)
     assert bad.returncode != 0 and "--config gpus_per_pack=-1: allowed is an integer >= 0" in bad.stdout + bad.stderr
 
