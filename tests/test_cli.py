@@ -95,9 +95,11 @@ def test_the_pack_command_reports_one_line_errors(tmp_path, capsys):
 
 
 @pytest.mark.skipif(not (ROOT / "presets" / "demo.yaml").exists(), reason="no demo preset")
-def test_the_plan_command_writes_a_spec_or_one_line(tmp_path, capsys):
+def test_the_plan_command_writes_a_spec_or_one_line(tmp_path, capsys, monkeypatch):
     from dropreg.plan import main as plan
     from dropreg.specs import MEMBER_FIELDS, load_spec
+
+    monkeypatch.chdir(tmp_path)  # results/ of its own: a `make demo` here must not select for it
 
     base = ["--preset", "demo", "--out", str(tmp_path / "new.json")]
     for args, message in ((["--study", "table9", "--pack", "final1", "--overrides", "[x"],

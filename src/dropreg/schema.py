@@ -232,9 +232,12 @@ def validate(cfg: DictConfig | TrainConfig | dict) -> TrainConfig:
     return obj
 
 
+_RUN_KEYS = {f.name for f in dataclasses.fields(TrainConfig)}
+
+
 def _typed_by_composition(cfg: DictConfig) -> bool:
     """Exactly the run's keys, each group already typed by its schema (composed with train_schema)."""
-    return set(cfg) == {f.name for f in dataclasses.fields(TrainConfig)} and all(
+    return set(cfg) == _RUN_KEYS and all(
         OmegaConf.get_type(cfg, k) is schema for k, schema in GROUP_SCHEMAS.items())
 
 
